@@ -1,0 +1,92 @@
+# Builds the core library, its unit tests, the nginx dynamic module, and
+# runs the suite.  `make run` and `make test` work on a fresh Debian 12.
+
+SHELL       := /bin/bash
+NGINX_SRC   ?= /usr/share/nginx/src
+BUILD       := build
+CC          ?= cc
+CFLAGS      ?= -g -O2 -Wall -Wextra -Wno-unused-parameter -fPIC
+CPPFLAGS    += -Isrc -I$(BUILD)/gen
+LIBS        := -lavro -ljansson -lsqlite3 -lz -lsnappy -lzstd -lcrypto \
+	           -lcurl -lpthread
+
+DEB_PACKAGES := nginx nginx-dev libavro-dev libjansson-dev zlib1g-dev \
+	            libsqlite3-dev libcurl4-openssl-dev libsnappy-dev \
+	            libzstd-dev libssl-dev python3-avro avro-bin nodejs npm \
+	            sqlite3 curl perl
+
+CORE_SRC    := $(wildcard src/*.c)
+CORE_OBJ    := $(patsubst src/%.c,$(BUILD)/core/%.o,$(CORE_SRC)) \
+	           $(BUILD)/core/avs_migrations.o
+UNIT_SRC    := $(wildcard t/unit/*.c)
+UNIT_BIN    := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+MODULE      := $(BUILD)/nginx/ngx_http_avro_module.so
+
+.PHONY: all deps core unit module test run fuzz bench clean
+
+all: module unit
+
+# Installs the Debian packages only when one is missing, so that repeated
+# runs on a prepared machine stay fast and offline.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive \
+	        apt-get install -y --no-install-recommends $$missing; \
+	fi
+	@[ -d node_modules/avsc ] || npm ci --no-audit --no-fund
+
+$(BUILD)/gen/avs_migrations.c: $(wildcard sql/*.sql) tools/embed-sql.sh
+	@mkdir -p $(dir $@)
+	sh tools/embed-sql.sh sql > $@
+
+$(BUILD)/core/avs_migrations.o: $(BUILD)/gen/avs_migrations.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/core/%.o: src/%.c $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libavs.a: $(CORE_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+core: $(BUILD)/libavs.a
+
+$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(BUILD)/libavs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libavs.a $(LIBS)
+
+unit: $(UNIT_BIN)
+
+$(BUILD)/nginx/Makefile: config $(NGINX_SRC)/configure
+	@mkdir -p $(BUILD)/nginx
+	cd $(NGINX_SRC) && . ./conf_flags && ./configure \
+	    --with-cc-opt="-g -O2 -fPIC -Wall" --with-ld-opt="-fPIC" \
+	    "$${NGX_CONF_FLAGS[@]}" \
+	    --add-dynamic-module=$(CURDIR) --builddir=$(CURDIR)/$(BUILD)/nginx \
+	    > $(CURDIR)/$(BUILD)/nginx/configure.log \
+	    || { cat $(CURDIR)/$(BUILD)/nginx/configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/nginx/Makefile $(CORE_SRC) $(wildcard src/*.h) \
+	       $(wildcard ngx_module/*.[ch]) $(wildcard sql/*.sql)
+	$(MAKE) -f $(CURDIR)/$(BUILD)/nginx/Makefile -C $(NGINX_SRC) modules
+
+module: $(MODULE)
+
+test: deps
+	$(MAKE) all
+	prove -j2 $(UNIT_BIN) $(sort $(wildcard t/*.t))
+
+run: deps
+	$(MAKE) module
+	mkdir -p var/logs var/cold
+	nginx -p $(CURDIR)/ -c conf/nginx.conf -g 'daemon off;' \
+	    -e var/logs/error.log
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,210 @@
+/*
+ * Result codes, error messages, bounded buffers and Avro varints.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "avs_base.h"
+
+
+avs_rc_t
+avs_err_set(avs_err_t *err, avs_rc_t rc, const char *fmt, ...)
+{
+    va_list  ap;
+
+    if (err != NULL) {
+        err->rc = rc;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        va_end(ap);
+    }
+
+    return rc;
+}
+
+
+int
+avs_rc_http_status(avs_rc_t rc)
+{
+    switch (rc) {
+    case AVS_OK:
+    case AVS_DONE:
+        return 200;
+    case AVS_EMALFORMED:
+        return 400;
+    case AVS_ETOOLARGE:
+        return 413;
+    case AVS_EUNSUPPORTED:
+        return 415;
+    case AVS_EREJECTED:
+        return 422;
+    case AVS_EBUSY:
+    case AVS_EFULL:
+    case AVS_ESTORE:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+
+const char *
+avs_rc_name(avs_rc_t rc)
+{
+    static const char *names[] = {
+        "ok", "done", "malformed", "too_large", "unsupported", "rejected",
+        "busy", "full", "store_failed", "no_memory", "internal"
+    };
+
+    if ((unsigned) rc < sizeof(names) / sizeof(names[0])) {
+        return names[rc];
+    }
+
+    return "internal";
+}
+
+
+/*
+ * Grows the buffer geometrically so that appending many small pieces stays
+ * linear, but never past the limit.
+ */
+avs_rc_t
+avs_buf_reserve(avs_buf_t *b, size_t extra)
+{
+    size_t    limit, want, cap;
+    uint8_t  *p;
+
+    limit = b->limit ? b->limit : SIZE_MAX;
+
+    if (extra > limit || b->len > limit - extra) {
+        return AVS_ETOOLARGE;
+    }
+
+    want = b->len + extra;
+
+    if (want <= b->cap) {
+        return AVS_OK;
+    }
+
+    cap = b->cap ? b->cap : 256;
+
+    while (cap < want) {
+        cap = (cap > SIZE_MAX / 2) ? want : cap * 2;
+    }
+
+    if (cap > limit) {
+        cap = limit;
+    }
+
+    p = realloc(b->data, cap);
+    if (p == NULL) {
+        return AVS_ENOMEM;
+    }
+
+    b->data = p;
+    b->cap = cap;
+
+    return AVS_OK;
+}
+
+
+avs_rc_t
+avs_buf_append(avs_buf_t *b, const void *p, size_t n)
+{
+    avs_rc_t  rc;
+
+    if (n == 0) {
+        return AVS_OK;
+    }
+
+    rc = avs_buf_reserve(b, n);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+
+    return AVS_OK;
+}
+
+
+avs_rc_t
+avs_buf_append_long(avs_buf_t *b, int64_t v)
+{
+    uint8_t   tmp[10];
+    uint64_t  z;
+    size_t    n;
+
+    z = ((uint64_t) v << 1) ^ (uint64_t) (v >> 63);
+    n = 0;
+
+    while (z > 0x7f) {
+        tmp[n++] = (uint8_t) ((z & 0x7f) | 0x80);
+        z >>= 7;
+    }
+
+    tmp[n++] = (uint8_t) z;
+
+    return avs_buf_append(b, tmp, n);
+}
+
+
+void
+avs_buf_free(avs_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+
+void
+avs_limits_default(avs_limits_t *lim)
+{
+    lim->max_upload = AVS_DEFAULT_MAX_UPLOAD;
+    lim->max_schema = AVS_DEFAULT_MAX_SCHEMA;
+    lim->max_records = AVS_DEFAULT_MAX_RECORDS;
+    lim->max_depth = AVS_DEFAULT_MAX_DEPTH;
+}
+
+
+avs_rc_t
+avs_read_long(const uint8_t *p, size_t n, size_t *pos, int64_t *out)
+{
+    uint64_t  z;
+    size_t    i;
+    unsigned  shift;
+    uint8_t   c;
+
+    z = 0;
+    shift = 0;
+
+    for (i = *pos; i < n; i++) {
+        c = p[i];
+
+        if (shift == 63 && (c & 0x7e)) {
+            return AVS_EMALFORMED;
+        }
+
+        z |= (uint64_t) (c & 0x7f) << shift;
+
+        if ((c & 0x80) == 0) {
+            *pos = i + 1;
+            *out = (int64_t) (z >> 1) ^ -(int64_t) (z & 1);
+            return AVS_OK;
+        }
+
+        shift += 7;
+
+        if (shift > 63) {
+            return AVS_EMALFORMED;
+        }
+    }
+
+    return AVS_EMALFORMED;
+}
