@@ -1,0 +1,111 @@
+/*
+ * The hot store: one SQLite file in WAL mode shared by every nginx worker.
+ * It holds the schemas, the streams (one codec and sync marker per table
+ * and schema) and the buffered uploads in buffer_logs.  Writes happen in
+ * BEGIN IMMEDIATE transactions under the shared avs_lock_t; the caller runs
+ * every function here off the event loop (they can wait).
+ */
+
+#ifndef AVS_STORE_H
+#define AVS_STORE_H
+
+#include "avs_base.h"
+#include "avs_codec.h"
+#include "avs_lock.h"
+#include "avs_ocf.h"
+#include "avs_schema.h"
+
+typedef struct avs_store_s  avs_store_t;
+
+typedef enum {
+    AVS_SYNC_NORMAL = 1,
+    AVS_SYNC_FULL = 2
+} avs_sync_mode_t;
+
+typedef struct {
+    const char       *path;
+    avs_sync_mode_t   synchronous;      /* default AVS_SYNC_FULL */
+    unsigned          busy_timeout_ms;  /* lock and SQLite busy wait */
+    uint64_t          max_size;         /* bytes in use, 0: unlimited */
+    avs_lock_t       *lock;             /* NULL: a private lock */
+} avs_store_conf_t;
+
+/*
+ * Opens the database (creating it), sets WAL and the pragmas, and applies
+ * the pending migrations in order under the lock.
+ */
+avs_rc_t avs_store_open(const avs_store_conf_t *conf, avs_store_t **out,
+    avs_err_t *err);
+
+/* Closes the connections; the last close checkpoints, so under the lock. */
+void avs_store_close(avs_store_t *st);
+
+typedef struct {
+    int64_t       id;
+    avs_codec_t   codec;
+    uint8_t       sync[AVS_SYNC_SIZE];
+} avs_stream_t;
+
+/*
+ * The stream of (table, schema): found in the process cache, else in the
+ * database, else created with codec and a random sync marker (and the schema
+ * row stored).  Concurrent creators agree: the first committed wins.
+ */
+avs_rc_t avs_store_stream(avs_store_t *st, const char *table,
+    const avs_schema_t *schema, avs_codec_t codec, avs_stream_t *out,
+    avs_err_t *err);
+
+/* One uploaded file, re-framed in its stream's codec and sync marker. */
+typedef struct {
+    const char      *dataset;
+    const char      *table;
+    const char      *period;
+    const char      *uploaded_by;       /* may be NULL */
+    int64_t          timestamp_ms;
+    int64_t          stream_id;
+    char             fingerprint[17];
+    char             content_hash[65];  /* SHA-256 hex of the upload */
+    const uint8_t   *data;              /* blocks: count, size, data, sync */
+    size_t           len;
+    uint64_t         records;
+    uint64_t         blocks;
+
+    int64_t          id;                /* out: buffer_logs.id */
+    int              duplicate;         /* out: was already hot */
+} avs_row_t;
+
+/* The rows of one request: stored all or none. */
+typedef struct {
+    avs_row_t   *rows;
+    size_t       nrows;
+    avs_err_t    err;                   /* out: this batch's result */
+} avs_batch_t;
+
+/*
+ * Group commit: stores every batch in one transaction, each batch in its
+ * own savepoint.  A row whose (dataset, table, content_hash) is already hot
+ * is not stored again; it gets the existing id and duplicate = 1.  Returns
+ * AVS_OK when the transaction committed (each batch's err tells its own
+ * fate), else the error that failed them all: AVS_EBUSY, AVS_EFULL (the
+ * store would pass max_size), AVS_ESTORE.
+ */
+avs_rc_t avs_store_commit(avs_store_t *st, avs_batch_t **batches, size_t n,
+    avs_err_t *err);
+
+typedef struct {
+    uint64_t  hot_rows;
+    uint64_t  hot_bytes;
+    uint64_t  hot_records;
+    uint64_t  datasets;
+    uint64_t  streams;
+    uint64_t  db_bytes;                 /* pages in use * page size */
+    uint64_t  max_size;
+    int64_t   oldest_ms;                /* oldest hot row, 0 if none */
+    uint32_t  lock_recoveries;
+} avs_store_status_t;
+
+/* Reads the status counters from a read connection (no write lock). */
+avs_rc_t avs_store_status(avs_store_t *st, avs_store_status_t *out,
+    avs_err_t *err);
+
+#endif /* AVS_STORE_H */
