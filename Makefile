@@ -22,7 +22,7 @@ UNIT_SRC    := $(wildcard t/unit/*.c)
 UNIT_BIN    := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 MODULE      := $(BUILD)/nginx/ngx_http_avro_module.so
 
-.PHONY: all deps core unit module test run fuzz bench clean
+.PHONY: all deps core unit module test run fuzz bench clean FORCE
 
 all: module unit
 
@@ -63,7 +63,16 @@ $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(BUILD)/libavs.a
 
 unit: $(UNIT_BIN)
 
-$(BUILD)/nginx/Makefile: config $(NGINX_SRC)/configure
+# nginx's Makefile lists the module's sources, so configure runs again
+# whenever a source file appears or goes, or a migration changes.
+$(BUILD)/nginx/sources.list: FORCE
+	@mkdir -p $(dir $@)
+	@ls ngx_module/*.[ch] src/*.[ch] sql/*.sql > $@.new
+	@cmp -s $@.new $@ || mv $@.new $@
+	@rm -f $@.new
+
+$(BUILD)/nginx/Makefile: config tools/embed-sql.sh $(wildcard sql/*.sql) \
+		$(BUILD)/nginx/sources.list $(NGINX_SRC)/configure
 	@mkdir -p $(BUILD)/nginx
 	cd $(NGINX_SRC) && . ./conf_flags && ./configure \
 	    --with-cc-opt="-g -O2 -fPIC -Wall" --with-ld-opt="-fPIC" \

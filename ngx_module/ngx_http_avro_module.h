@@ -1,0 +1,77 @@
+/*
+ * Shared declarations of the avro module's nginx glue.  The work itself is
+ * done by the core library in src/; these files adapt it to nginx.
+ */
+
+#ifndef _NGX_HTTP_AVRO_MODULE_H_INCLUDED_
+#define _NGX_HTTP_AVRO_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "avs_allow.h"
+#include "avs_commit.h"
+#include "avs_ingest.h"
+#include "avs_schema.h"
+#include "avs_store.h"
+
+
+typedef struct {
+    ngx_str_t                  hot_store;       /* path, empty: none */
+    ngx_uint_t                 synchronous;
+    ngx_msec_t                 busy_timeout;
+    off_t                      max_size;
+
+    ngx_str_t                  thread_pool_name;
+    ngx_thread_pool_t         *thread_pool;
+    ngx_shm_zone_t            *shm_zone;        /* holds the write lock */
+
+    avs_codec_t                codec;           /* of new streams */
+    ngx_int_t                  level;
+
+    /* per worker process, from init_process on */
+    avs_store_t               *store;
+    avs_committer_t           *committer;
+    avs_schema_cache_t        *schemas;
+} ngx_http_avro_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                 upload;
+    ngx_flag_t                 status;
+
+    ngx_http_complex_value_t  *dataset;
+    ngx_http_complex_value_t  *table;
+    ngx_http_complex_value_t  *period;
+    ngx_http_complex_value_t  *uploaded_by;
+
+    ngx_array_t               *schema_files;    /* of ngx_str_t */
+    avs_allow_t               *allow;
+
+    size_t                     max_upload;
+    size_t                     max_schema;
+    ngx_uint_t                 max_records;
+    ngx_uint_t                 max_depth;
+} ngx_http_avro_loc_conf_t;
+
+
+ngx_int_t ngx_http_avro_upload_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_avro_status_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_avro_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len);
+ngx_int_t ngx_http_avro_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, const char *message);
+ngx_int_t ngx_http_avro_send_avs_error(ngx_http_request_t *r, avs_rc_t rc,
+    const char *message);
+ngx_int_t ngx_http_avro_post_task(ngx_http_request_t *r,
+    ngx_thread_task_t *task, ngx_http_event_handler_pt done);
+void ngx_http_avro_task_done(ngx_event_t *ev);
+
+
+extern ngx_module_t  ngx_http_avro_module;
+
+
+#endif /* _NGX_HTTP_AVRO_MODULE_H_INCLUDED_ */

@@ -1,0 +1,189 @@
+/*
+ * What the avro handlers share: JSON answers, and running a piece of work
+ * in the module's thread pool while the request waits.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_avro_module.h"
+#include "avs_json.h"
+
+
+static ngx_str_t  ngx_http_avro_json_type = ngx_string("application/json");
+
+
+ngx_int_t
+ngx_http_avro_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_int_t                  rc;
+    ngx_buf_t                 *b;
+    ngx_chain_t                out;
+    ngx_table_elt_t           *h;
+    ngx_http_avro_loc_conf_t  *alcf;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    r->headers_out.content_type = ngx_http_avro_json_type;
+    r->headers_out.content_type_len = ngx_http_avro_json_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "1");
+    }
+
+    if (status == NGX_HTTP_NOT_ALLOWED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+
+        alcf = ngx_http_get_module_loc_conf(r, ngx_http_avro_module);
+
+        if (alcf->status == 1) {
+            ngx_str_set(&h->value, "GET, HEAD");
+
+        } else {
+            ngx_str_set(&h->value, "POST");
+        }
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len ? len : 1);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, body, len);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * Answers an error with the JSON body every client-visible failure has,
+ * {"status", "error", "message"}; the request's log tells operators why,
+ * at a level that matches who is to blame.
+ */
+ngx_int_t
+ngx_http_avro_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, const char *message)
+{
+    avs_buf_t   body;
+    avs_rc_t    rc;
+    ngx_int_t   res;
+    ngx_uint_t  level;
+
+    level = (status >= 500) ? NGX_LOG_ERR : NGX_LOG_INFO;
+    ngx_log_error(level, r->connection->log, 0, "avro: %ui %s", status,
+                  message);
+
+    ngx_memzero(&body, sizeof(body));
+
+    rc = avs_buf_append(&body, "{", 1);
+    if (rc == AVS_OK) {
+        rc = avs_json_field_i64(&body, "status", (int64_t) status);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_str(&body, "error", error);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_str(&body, "message", message);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_buf_append(&body, "}\n", 2);
+    }
+
+    if (rc != AVS_OK) {
+        avs_buf_free(&body);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    res = ngx_http_avro_send_json(r, status, body.data, body.len);
+    avs_buf_free(&body);
+
+    return res;
+}
+
+
+ngx_int_t
+ngx_http_avro_send_avs_error(ngx_http_request_t *r, avs_rc_t rc,
+    const char *message)
+{
+    return ngx_http_avro_send_error(r, avs_rc_http_status(rc),
+                                    avs_rc_name(rc), message);
+}
+
+
+/*
+ * Posts task to the module's thread pool; done runs on the event loop
+ * afterwards as the request's write handler (unless nginx has terminated
+ * the request meanwhile, in which case nginx finalizes it).
+ */
+ngx_int_t
+ngx_http_avro_post_task(ngx_http_request_t *r, ngx_thread_task_t *task,
+    ngx_http_event_handler_pt done)
+{
+    ngx_http_avro_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_avro_module);
+
+    task->event.data = r;
+    task->event.handler = ngx_http_avro_task_done;
+
+    if (ngx_thread_task_post(amcf->thread_pool, task) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    r->main->blocked++;
+    r->aio = 1;
+    r->write_event_handler = done;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_avro_task_done(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ev->data;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "avro task done: \"%V?%V\"", &r->uri, &r->args);
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    r->write_event_handler(r);
+
+    ngx_http_run_posted_requests(c);
+}
