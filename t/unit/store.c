@@ -1,0 +1,943 @@
+/*
+ * Unit tests of the hot store: migrations, streams, the group commit with
+ * its de-duplication, the size limit, waiting for a busy file or lock, the
+ * recovery of a lock whose owner died, and several processes writing the
+ * same file through their own connections under the shared lock.
+ */
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "avs_migrations.h"
+#include "avs_store.h"
+#include "tap.h"
+
+
+#define NCHILDREN       4
+#define CHILD_COMMITS   200
+
+
+/* What the processes of the test share: the lock and the children's word. */
+typedef struct {
+    avs_lock_t  lock;
+    int64_t     stream_ids[NCHILDREN];
+} shared_t;
+
+
+static shared_t  *shared;
+static char       dir[] = "/tmp/avs-store-XXXXXX";
+static char       path[256];
+
+static char  canon_a[] = "{\"type\":\"record\",\"name\":\"A\",\"fields\":[]}";
+static char  json_a[] = "{\"type\": \"record\", \"name\": \"A\", "
+                        "\"fields\": []}";
+static char  canon_b[] = "{\"type\":\"record\",\"name\":\"B\",\"fields\":[]}";
+
+static avs_schema_t  schema_a, schema_b;
+
+
+/* A schema as avs_schema.c would make it, by hand: the store needs no more. */
+static void
+schema_init(avs_schema_t *s, char *canonical, char *json, const char *fp)
+{
+    memset(s, 0, sizeof(avs_schema_t));
+    s->json = json;
+    s->json_len = strlen(json);
+    s->canonical = canonical;
+    s->canonical_len = strlen(canonical);
+    snprintf(s->fp_hex, sizeof(s->fp_hex), "%s", fp);
+}
+
+
+static void
+conf_init(avs_store_conf_t *conf, unsigned busy_ms, uint64_t max_size)
+{
+    memset(conf, 0, sizeof(avs_store_conf_t));
+    conf->path = path;
+    conf->synchronous = AVS_SYNC_NORMAL;
+    conf->busy_timeout_ms = busy_ms;
+    conf->max_size = max_size;
+    conf->lock = &shared->lock;
+}
+
+
+static avs_store_t *
+store_open(unsigned busy_ms, uint64_t max_size)
+{
+    avs_store_conf_t   conf;
+    avs_store_t       *st;
+    avs_err_t          err;
+
+    conf_init(&conf, busy_ms, max_size);
+
+    if (avs_store_open(&conf, &st, &err) != AVS_OK) {
+        printf("# open: %s\n", err.msg);
+        return NULL;
+    }
+
+    return st;
+}
+
+
+/* A row of fake blocks; the store does not look inside data. */
+static void
+row_init(avs_row_t *r, const char *dataset, const char *table, int hash,
+    int64_t stream_id, const char *data)
+{
+    memset(r, 0, sizeof(avs_row_t));
+    r->dataset = dataset;
+    r->table = table;
+    r->period = "2026_11_21";
+    r->uploaded_by = "tester";
+    r->timestamp_ms = 1763683200000 + hash;
+    r->stream_id = stream_id;
+    snprintf(r->fingerprint, sizeof(r->fingerprint), "%s", schema_a.fp_hex);
+    snprintf(r->content_hash, sizeof(r->content_hash), "%064x", hash);
+    r->data = (const uint8_t *) data;
+    r->len = strlen(data);
+    r->records = 3;
+    r->blocks = 1;
+}
+
+
+/* Runs a query on a connection of the test's own; -1 on any failure. */
+static long long
+query_int(const char *sql)
+{
+    sqlite3       *db;
+    sqlite3_stmt  *stmt;
+    long long      v;
+
+    v = -1;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+    {
+        sqlite3_close(db);
+        return -1;
+    }
+
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) == SQLITE_OK) {
+        if (sqlite3_step(stmt) == SQLITE_ROW) {
+            v = sqlite3_column_int64(stmt, 0);
+        }
+
+        sqlite3_finalize(stmt);
+    }
+
+    sqlite3_close(db);
+
+    return v;
+}
+
+
+static int
+exec_sql(const char *sql)
+{
+    sqlite3  *db;
+    int       rc;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+    {
+        sqlite3_close(db);
+        return -1;
+    }
+
+    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+
+    return rc;
+}
+
+
+static long long
+count_rows(void)
+{
+    return query_int("SELECT count(*) FROM buffer_logs");
+}
+
+
+static int64_t
+now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+static int
+latest_migration(void)
+{
+    const avs_migration_t  *m;
+    int                     v;
+
+    v = 0;
+
+    for (m = avs_migrations; m->name != NULL; m++) {
+        v = m->version;
+    }
+
+    return v;
+}
+
+
+static void
+test_open(void)
+{
+    avs_store_conf_t   conf;
+    avs_store_t       *st;
+    avs_err_t          err;
+    avs_rc_t           rc;
+    char               bad[300], want[400], sql[64];
+    struct stat        sb;
+
+    snprintf(bad, sizeof(bad), "%s/missing/hot.db", dir);
+    conf_init(&conf, 1000, 0);
+    conf.path = bad;
+
+    rc = avs_store_open(&conf, &st, &err);
+    is_int(rc, AVS_ESTORE, "open in a missing directory fails");
+    snprintf(want, sizeof(want), "hot store %s: unable to open database file",
+             bad);
+    is_str(err.msg, want, "and says where and why");
+    ok(st == NULL, "and gives no store");
+
+    st = store_open(1000, 0);
+    ok(st != NULL, "open creates the store");
+    ok(stat(path, &sb) == 0, "the file exists");
+    ok(latest_migration() >= 1, "there is a migration");
+    is_int(query_int("PRAGMA user_version"), latest_migration(),
+           "user_version is the latest migration");
+    is_int(query_int("SELECT count(*) FROM sqlite_master WHERE name IN "
+                     "('schemas', 'streams', 'buffer_logs', "
+                     "'idx_buffer_search', 'idx_buffer_dedup', "
+                     "'idx_buffer_archive')"), 6,
+           "tables and indexes are there");
+
+    avs_store_close(st);
+
+    is_int(exec_sql("PRAGMA journal_mode"), SQLITE_OK, "file still readable");
+    is_int(exec_sql("INSERT INTO schemas VALUES ('ffffffffffffffff', 'x', "
+                    "'x', 0)"), SQLITE_OK, "a marker row");
+
+    st = store_open(1000, 0);
+    ok(st != NULL, "reopen works (the migration is not run again)");
+    is_int(query_int("SELECT count(*) FROM schemas"), 1, "marker row kept");
+    is_int(query_int("PRAGMA user_version"), latest_migration(),
+           "user_version unchanged");
+    avs_store_close(st);
+
+    exec_sql("DELETE FROM schemas");
+
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+             latest_migration() + 1);
+    exec_sql(sql);
+
+    conf_init(&conf, 1000, 0);
+    rc = avs_store_open(&conf, &st, &err);
+    is_int(rc, AVS_ESTORE, "a file from a newer module is refused");
+    ok(strstr(err.msg, "is newer than") != NULL, "with a message: %s",
+       err.msg);
+
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+             latest_migration());
+    exec_sql(sql);
+}
+
+
+static void
+test_streams(void)
+{
+    avs_store_t   *st;
+    avs_stream_t   s1, s2, s3, s4;
+    avs_err_t      err;
+    avs_rc_t       rc;
+
+    st = store_open(1000, 0);
+    ok(st != NULL, "open for streams");
+
+    if (st == NULL) {
+        return;
+    }
+
+    rc = avs_store_stream(st, "battle", &schema_a, AVS_CODEC_DEFLATE, &s1,
+                          &err);
+    is_int(rc, AVS_OK, "stream created");
+    ok(s1.id > 0, "stream has an id");
+    is_int(s1.codec, AVS_CODEC_DEFLATE, "with the codec asked for");
+
+    rc = avs_store_stream(st, "battle", &schema_a, AVS_CODEC_SNAPPY, &s2,
+                          &err);
+    is_int(rc, AVS_OK, "stream found again");
+    is_int(s2.id, s1.id, "same id");
+    ok(memcmp(s1.sync, s2.sync, AVS_SYNC_SIZE) == 0, "same sync");
+    is_int(s2.codec, AVS_CODEC_DEFLATE, "first codec wins");
+
+    rc = avs_store_stream(st, "ship", &schema_a, AVS_CODEC_DEFLATE, &s3,
+                          &err);
+    is_int(rc, AVS_OK, "another table's stream");
+    ok(s3.id != s1.id, "has another id");
+    ok(memcmp(s1.sync, s3.sync, AVS_SYNC_SIZE) != 0, "and another sync");
+
+    is_int(query_int("SELECT count(*) FROM schemas"), 1, "one schema row");
+    is_int(query_int("SELECT count(*) FROM streams"), 2, "two stream rows");
+
+    rc = avs_store_stream(st, "battle", &schema_b, AVS_CODEC_DEFLATE, &s4,
+                          &err);
+    is_int(rc, AVS_EREJECTED, "fingerprint collision refused (cache)");
+    ok(strstr(err.msg, "collides") != NULL, "message: %s", err.msg);
+
+    rc = avs_store_stream(st, "newtable", &schema_b, AVS_CODEC_DEFLATE, &s4,
+                          &err);
+    is_int(rc, AVS_EREJECTED, "fingerprint collision refused (database)");
+    is_int(query_int("SELECT count(*) FROM streams"), 2, "no stream added");
+
+    avs_store_close(st);
+
+    st = store_open(1000, 0);
+    ok(st != NULL, "reopen");
+
+    if (st == NULL) {
+        return;
+    }
+
+    rc = avs_store_stream(st, "battle", &schema_a, AVS_CODEC_NULL, &s4, &err);
+    is_int(rc, AVS_OK, "stream found after reopen");
+    is_int(s4.id, s1.id, "same id from the database");
+    ok(memcmp(s1.sync, s4.sync, AVS_SYNC_SIZE) == 0, "same sync");
+    is_int(s4.codec, AVS_CODEC_DEFLATE, "same codec");
+
+    avs_store_close(st);
+}
+
+
+static int64_t
+stream_id(avs_store_t *st, const char *table)
+{
+    avs_stream_t  s;
+    avs_err_t     err;
+
+    if (avs_store_stream(st, table, &schema_a, AVS_CODEC_NULL, &s, &err)
+        != AVS_OK)
+    {
+        printf("# stream: %s\n", err.msg);
+        return -1;
+    }
+
+    return s.id;
+}
+
+
+static void
+test_commit(avs_store_t *st)
+{
+    avs_row_t     ra[2], rb[1], rc3[3], rd[2], re[1];
+    avs_batch_t   a, b, c, d, e, *group[5];
+    avs_err_t     err;
+    avs_rc_t      rc;
+    int64_t       sid;
+    long long     before;
+
+    sid = stream_id(st, "battle");
+    before = count_rows();
+
+    row_init(&ra[0], "alice", "battle", 1, sid, "blocks-1");
+    row_init(&ra[1], "alice", "battle", 2, sid, "blocks-2");
+    row_init(&rb[0], "bob", "battle", 1, sid, "blocks-1");
+    row_init(&rc3[0], "alice", "battle", 1, sid, "blocks-1");
+    row_init(&rc3[1], "alice", "battle", 3, sid, "blocks-3");
+    row_init(&rc3[2], "alice", "battle", 3, sid, "blocks-3");
+    rb[0].uploaded_by = NULL;
+
+    a.rows = ra;
+    a.nrows = 2;
+    b.rows = rb;
+    b.nrows = 1;
+    c.rows = rc3;
+    c.nrows = 3;
+    group[0] = &a;
+    group[1] = &b;
+    group[2] = &c;
+
+    rc = avs_store_commit(st, group, 3, &err);
+    is_int(rc, AVS_OK, "group of 3 batches committed");
+    is_int(a.err.rc, AVS_OK, "batch 1 stored");
+    is_int(b.err.rc, AVS_OK, "batch 2 stored");
+    is_int(c.err.rc, AVS_OK, "batch 3 stored");
+    ok(ra[0].id > 0 && ra[1].id > ra[0].id, "ids in order");
+    ok(!ra[0].duplicate && !ra[1].duplicate, "batch 1 is new");
+    ok(rb[0].id != ra[0].id && !rb[0].duplicate,
+       "same bytes from another dataset are stored");
+    is_int(rc3[0].id, ra[0].id, "a re-upload gets the stored id");
+    ok(rc3[0].duplicate, "and is marked duplicate");
+    ok(rc3[1].id > rb[0].id && !rc3[1].duplicate, "new row of batch 3");
+    is_int(rc3[2].id, rc3[1].id, "a repeat inside the transaction...");
+    ok(rc3[2].duplicate, "...is a duplicate too");
+    is_int(count_rows(), before + 4, "4 rows stored, not 6");
+
+    is_int(query_int("SELECT count(*) FROM buffer_logs WHERE "
+                     "dataset_id = 'alice' AND table_name = 'battle' AND "
+                     "period_tag = '2026_11_21' AND "
+                     "timestamp = 1763683200002 AND data = CAST('blocks-2' "
+                     "AS BLOB) AND uploaded_by = 'tester' AND "
+                     "record_count = 3 AND block_count = 1 AND "
+                     "schema_fingerprint = '00000000000000a1' AND "
+                     "content_hash = printf('%064x', 2) AND created_at > 0"),
+           1, "columns as given");
+    is_int(query_int("SELECT count(*) FROM buffer_logs WHERE "
+                     "dataset_id = 'bob' AND uploaded_by IS NULL"), 1,
+           "uploaded_by NULL kept");
+
+    /* a failing row undoes its batch only */
+
+    row_init(&rd[0], "carol", "battle", 10, sid, "blocks-10");
+    row_init(&rd[1], "carol", "battle", 11, 999999, "blocks-11");
+    row_init(&re[0], "carol", "battle", 12, sid, "blocks-12");
+    d.rows = rd;
+    d.nrows = 2;
+    e.rows = re;
+    e.nrows = 1;
+    group[0] = &d;
+    group[1] = &e;
+    before = count_rows();
+
+    rc = avs_store_commit(st, group, 2, &err);
+    is_int(rc, AVS_OK, "group with a bad batch committed");
+    is_int(d.err.rc, AVS_ESTORE, "the bad batch failed");
+    ok(strstr(d.err.msg, "row 2: insert") != NULL, "message: %s",
+       d.err.msg);
+    is_int(rd[0].id, 0, "its good row has no id");
+    is_int(e.err.rc, AVS_OK, "the other batch stored");
+    ok(re[0].id > 0, "with an id");
+    is_int(count_rows(), before + 1, "only the good batch's row is there");
+    is_int(query_int("SELECT count(*) FROM buffer_logs "
+                     "WHERE dataset_id = 'carol'"), 1, "not carol's 10");
+
+    /* a row the caller did not finish */
+
+    row_init(&rd[0], "carol", "battle", 13, sid, "blocks-13");
+    rd[0].content_hash[0] = '\0';
+    d.nrows = 1;
+    group[0] = &d;
+
+    rc = avs_store_commit(st, group, 1, &err);
+    is_int(rc, AVS_OK, "commit with an incomplete row");
+    is_int(d.err.rc, AVS_EINTERNAL, "that batch is refused");
+
+    /* the same group again: everything is a duplicate */
+
+    row_init(&ra[0], "alice", "battle", 1, sid, "blocks-1");
+    row_init(&ra[1], "alice", "battle", 2, sid, "blocks-2");
+    a.nrows = 2;
+    group[0] = &a;
+    before = count_rows();
+
+    rc = avs_store_commit(st, group, 1, &err);
+    is_int(rc, AVS_OK, "retry committed");
+    ok(ra[0].duplicate && ra[1].duplicate, "both rows are duplicates");
+    is_int(count_rows(), before, "nothing stored twice");
+}
+
+
+static void
+test_full(avs_store_t *st)
+{
+    avs_store_status_t   s;
+    avs_store_t         *small;
+    avs_row_t            r;
+    avs_batch_t          b, *group[1];
+    avs_err_t            err;
+    avs_rc_t             rc;
+    long long            before;
+    char                 big[3000];
+    int64_t              sid;
+
+    rc = avs_store_status(st, &s, &err);
+    is_int(rc, AVS_OK, "status");
+
+    small = store_open(1000, s.db_bytes + 1000);
+    ok(small != NULL, "open with max_size = in use + 1000");
+
+    if (small == NULL) {
+        return;
+    }
+
+    sid = stream_id(small, "battle");
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    row_init(&r, "dave", "battle", 20, sid, big);
+    b.rows = &r;
+    b.nrows = 1;
+    group[0] = &b;
+    before = count_rows();
+
+    rc = avs_store_commit(small, group, 1, &err);
+    is_int(rc, AVS_EFULL, "too big for max_size");
+    ok(strncmp(err.msg, "hot store full: ", 16) == 0, "message: %s",
+       err.msg);
+    is_int(b.err.rc, AVS_EFULL, "the batch says so too");
+    is_int(r.id, 0, "no id");
+    is_int(count_rows(), before, "nothing stored");
+
+    row_init(&r, "dave", "battle", 21, sid, "tiny");
+    rc = avs_store_commit(small, group, 1, &err);
+    is_int(rc, AVS_OK, "a small row still fits");
+
+    avs_store_close(small);
+}
+
+
+static void
+test_busy_file(avs_store_t *st)
+{
+    sqlite3      *db;
+    avs_row_t     r;
+    avs_batch_t   b, *group[1];
+    avs_err_t     err;
+    avs_rc_t      rc;
+    int64_t       t0, spent, sid;
+    long long     before;
+
+    sid = stream_id(st, "battle");
+
+    ok(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK
+       && sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK,
+       "another connection holds the write lock of SQLite");
+
+    row_init(&r, "erin", "battle", 30, sid, "blocks-30");
+    b.rows = &r;
+    b.nrows = 1;
+    group[0] = &b;
+    before = count_rows();
+
+    t0 = now_ms();
+    rc = avs_store_commit(st, group, 1, &err);
+    spent = now_ms() - t0;
+
+    is_int(rc, AVS_EBUSY, "commit is busy");
+    ok(spent >= 150 && spent < 2000, "after about 200 ms (%lld ms)",
+       (long long) spent);
+    is_int(b.err.rc, AVS_EBUSY, "the batch is busy too");
+    is_int(count_rows(), before, "nothing stored");
+
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(db);
+
+    rc = avs_store_commit(st, group, 1, &err);
+    is_int(rc, AVS_OK, "works once released");
+    is_int(count_rows(), before + 1, "stored");
+}
+
+
+static pthread_mutex_t  hold_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t   hold_cond = PTHREAD_COND_INITIALIZER;
+static int              hold_state;     /* 1: holding, 2: let go */
+
+
+static void *
+hold_lock(void *arg)
+{
+    avs_err_t  err;
+
+    (void) arg;
+
+    if (avs_lock_acquire(&shared->lock, 1000, &err) != AVS_OK) {
+        printf("# holder: %s\n", err.msg);
+    }
+
+    pthread_mutex_lock(&hold_mutex);
+    hold_state = 1;
+    pthread_cond_broadcast(&hold_cond);
+
+    while (hold_state != 2) {
+        pthread_cond_wait(&hold_cond, &hold_mutex);
+    }
+
+    pthread_mutex_unlock(&hold_mutex);
+
+    avs_lock_release(&shared->lock);
+
+    return NULL;
+}
+
+
+static void
+test_busy_lock(avs_store_t *st)
+{
+    pthread_t     tid;
+    avs_row_t     r;
+    avs_batch_t   b, *group[1];
+    avs_err_t     err;
+    avs_rc_t      rc;
+    int64_t       t0, spent, sid;
+    long long     before;
+
+    sid = stream_id(st, "battle");
+    hold_state = 0;
+
+    ok(pthread_create(&tid, NULL, hold_lock, NULL) == 0, "holder started");
+
+    pthread_mutex_lock(&hold_mutex);
+    while (hold_state != 1) {
+        pthread_cond_wait(&hold_cond, &hold_mutex);
+    }
+    pthread_mutex_unlock(&hold_mutex);
+
+    row_init(&r, "frank", "battle", 40, sid, "blocks-40");
+    b.rows = &r;
+    b.nrows = 1;
+    group[0] = &b;
+    before = count_rows();
+
+    t0 = now_ms();
+    rc = avs_store_commit(st, group, 1, &err);
+    spent = now_ms() - t0;
+
+    is_int(rc, AVS_EBUSY, "commit waits for the lock, then is busy");
+    ok(strstr(err.msg, "write lock") != NULL, "message: %s", err.msg);
+    ok(spent >= 150 && spent < 2000, "after about 200 ms (%lld ms)",
+       (long long) spent);
+    is_int(count_rows(), before, "nothing stored");
+
+    pthread_mutex_lock(&hold_mutex);
+    hold_state = 2;
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_mutex);
+    pthread_join(tid, NULL);
+
+    rc = avs_store_commit(st, group, 1, &err);
+    is_int(rc, AVS_OK, "works once the lock is free");
+}
+
+
+/*
+ * A child takes the shared lock and dies holding it: it _exit()s, or the
+ * parent kills it with SIGKILL as an operator kills a wedged worker.  It
+ * must touch no SQLite connection inherited from the parent, so it only
+ * locks.
+ */
+static int
+child_dies_locked(int kill9)
+{
+    pid_t  pid;
+    int    status, fds[2];
+    char   c;
+
+    if (pipe(fds) != 0) {
+        return 0;
+    }
+
+    fflush(stdout);
+
+    pid = fork();
+
+    if (pid == 0) {
+        close(fds[0]);
+
+        if (avs_lock_acquire(&shared->lock, 1000, NULL) != AVS_OK) {
+            _exit(1);
+        }
+
+        if (kill9) {
+            if (write(fds[1], "L", 1) != 1) {
+                _exit(1);
+            }
+
+            pause();
+        }
+
+        _exit(0);
+    }
+
+    close(fds[1]);
+
+    if (pid > 0 && kill9) {
+        if (read(fds[0], &c, 1) == 1) {
+            kill(pid, SIGKILL);
+        }
+    }
+
+    close(fds[0]);
+
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) {
+        return 0;
+    }
+
+    return kill9 ? WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL
+                 : WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+
+/*
+ * The lock's owner dies: first a child that _exit()s while no store of the
+ * parent is open (so that valgrind's leak check in the child has nothing
+ * of the parent's to report), then one killed by SIGKILL while the
+ * parent's store is open (a killed process runs no leak check).
+ */
+static void
+test_dead_owner(void)
+{
+    avs_store_status_t   s;
+    avs_store_t         *st;
+    avs_row_t            r;
+    avs_batch_t          b, *group[1];
+    avs_err_t            err;
+    avs_rc_t             rc;
+    int64_t              sid;
+    uint32_t             before;
+
+    before = shared->lock.recoveries;
+
+    ok(child_dies_locked(0), "a child took the lock and _exit()ed");
+
+    st = store_open(200, 0);
+    ok(st != NULL, "open works after the owner died");
+
+    if (st == NULL) {
+        return;
+    }
+
+    sid = stream_id(st, "battle");
+    row_init(&r, "grace", "battle", 50, sid, "blocks-50");
+    b.rows = &r;
+    b.nrows = 1;
+    group[0] = &b;
+
+    rc = avs_store_commit(st, group, 1, &err);
+    is_int(rc, AVS_OK, "commit works");
+    ok(r.id > 0 && !r.duplicate, "row stored");
+    is_int(shared->lock.recoveries, before + 1, "one recovery counted");
+
+    ok(child_dies_locked(1), "a child took the lock and was killed");
+
+    row_init(&r, "grace", "battle", 51, sid, "blocks-51");
+
+    rc = avs_store_commit(st, group, 1, &err);
+    is_int(rc, AVS_OK, "commit works after the kill");
+    ok(r.id > 0 && !r.duplicate, "row stored");
+
+    rc = avs_store_status(st, &s, &err);
+    is_int(rc, AVS_OK, "status");
+    is_int(s.lock_recoveries, before + 2, "two recoveries counted");
+
+    avs_store_close(st);
+}
+
+
+/*
+ * A child of the multi-process test: its own store on the same file (as a
+ * worker opens its own in init_process), one commit per row.
+ */
+static int
+child_writer(int k)
+{
+    avs_store_t  *st;
+    avs_stream_t  s;
+    avs_row_t     r;
+    avs_batch_t   b, *group[1];
+    avs_err_t     err;
+    char          dataset[32];
+    int           i, failures;
+
+    st = store_open(10000, 0);
+    if (st == NULL) {
+        return 1;
+    }
+
+    failures = 0;
+
+    if (avs_store_stream(st, "multi", &schema_a, AVS_CODEC_ZSTD, &s, &err)
+        != AVS_OK)
+    {
+        printf("# child %d: %s\n", k, err.msg);
+        avs_store_close(st);
+        return 1;
+    }
+
+    shared->stream_ids[k] = s.id;
+    snprintf(dataset, sizeof(dataset), "child-%d", k);
+
+    for (i = 0; i < CHILD_COMMITS; i++) {
+        row_init(&r, dataset, "multi", 1000 * k + i, s.id, "blocks");
+        b.rows = &r;
+        b.nrows = 1;
+        group[0] = &b;
+
+        if (avs_store_commit(st, group, 1, &err) != AVS_OK
+            || b.err.rc != AVS_OK || r.duplicate)
+        {
+            printf("# child %d commit %d: %s\n", k, i, err.msg);
+            failures++;
+        }
+    }
+
+    avs_store_close(st);
+
+    return failures ? 1 : 0;
+}
+
+
+static void
+test_processes(void)
+{
+    pid_t  pids[NCHILDREN];
+    int    k, status, good;
+
+    fflush(stdout);
+
+    for (k = 0; k < NCHILDREN; k++) {
+        pids[k] = fork();
+
+        if (pids[k] == 0) {
+            _exit(child_writer(k));
+        }
+    }
+
+    good = 0;
+
+    for (k = 0; k < NCHILDREN; k++) {
+        if (pids[k] > 0 && waitpid(pids[k], &status, 0) == pids[k]
+            && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        {
+            good++;
+        }
+    }
+
+    is_int(good, NCHILDREN, "%d children committed %d batches each",
+           NCHILDREN, CHILD_COMMITS);
+    is_int(query_int("SELECT count(*) FROM buffer_logs "
+                     "WHERE table_name = 'multi'"),
+           NCHILDREN * CHILD_COMMITS, "all their rows are there");
+    ok(shared->stream_ids[0] > 0
+       && shared->stream_ids[1] == shared->stream_ids[0]
+       && shared->stream_ids[2] == shared->stream_ids[0]
+       && shared->stream_ids[3] == shared->stream_ids[0],
+       "all children agreed on one stream");
+    is_int(query_int("SELECT count(*) FROM streams "
+                     "WHERE table_name = 'multi'"), 1, "one stream row");
+    is_int(query_int("SELECT count(*) FROM pragma_integrity_check "
+                     "WHERE integrity_check = 'ok'"), 1,
+           "integrity_check is ok");
+}
+
+
+static void
+test_status(void)
+{
+    avs_store_status_t   s;
+    avs_store_t         *st;
+    avs_err_t            err;
+    avs_rc_t             rc;
+
+    st = store_open(1000, 12345678);
+    ok(st != NULL, "open for status");
+
+    if (st == NULL) {
+        return;
+    }
+
+    rc = avs_store_status(st, &s, &err);
+    is_int(rc, AVS_OK, "status read");
+    is_int(s.hot_rows, count_rows(), "hot_rows");
+    is_int(s.hot_bytes, query_int("SELECT sum(length(data)) "
+                                  "FROM buffer_logs"), "hot_bytes");
+    is_int(s.hot_records, query_int("SELECT sum(record_count) "
+                                    "FROM buffer_logs"), "hot_records");
+    is_int(s.datasets, query_int("SELECT count(DISTINCT dataset_id) "
+                                 "FROM buffer_logs"), "datasets");
+    is_int(s.streams, query_int("SELECT count(*) FROM streams"), "streams");
+    is_int(s.oldest_ms, query_int("SELECT min(created_at) FROM buffer_logs"),
+           "oldest_ms");
+    is_int(s.db_bytes, query_int("SELECT (SELECT page_count FROM "
+                                 "pragma_page_count) * (SELECT page_size "
+                                 "FROM pragma_page_size) - (SELECT "
+                                 "freelist_count FROM pragma_freelist_count)"
+                                 " * (SELECT page_size FROM "
+                                 "pragma_page_size)"), "db_bytes");
+    is_int(s.max_size, 12345678, "max_size");
+    is_int(s.lock_recoveries, 2, "lock_recoveries");
+    ok(s.hot_rows > NCHILDREN * CHILD_COMMITS && s.datasets >= 8,
+       "counts add up (%llu rows, %llu datasets)",
+       (unsigned long long) s.hot_rows, (unsigned long long) s.datasets);
+
+    avs_store_close(st);
+}
+
+
+static void
+cleanup(void)
+{
+    static const char  *suffix[] = { "", "-wal", "-shm" };
+    char                name[300];
+    size_t              i;
+
+    for (i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        snprintf(name, sizeof(name), "%s%s", path, suffix[i]);
+        unlink(name);
+    }
+
+    rmdir(dir);
+}
+
+
+int
+main(void)
+{
+    avs_store_t  *st;
+
+    shared = mmap(NULL, sizeof(shared_t), PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    if (shared == MAP_FAILED || mkdtemp(dir) == NULL) {
+        printf("Bail out! no shared memory or temp dir: %s\n",
+               strerror(errno));
+        return 1;
+    }
+
+    memset(shared, 0, sizeof(shared_t));
+    avs_lock_init(&shared->lock);
+    snprintf(path, sizeof(path), "%s/hot.db", dir);
+
+    schema_init(&schema_a, canon_a, json_a, "00000000000000a1");
+    schema_init(&schema_b, canon_b, canon_b, "00000000000000a1");
+
+    test_open();
+    test_streams();
+
+    st = store_open(200, 0);
+    ok(st != NULL, "open with a 200 ms busy timeout");
+
+    if (st != NULL) {
+        test_commit(st);
+        test_full(st);
+        test_busy_file(st);
+        test_busy_lock(st);
+        avs_store_close(st);
+    }
+
+    /* no connection may cross a fork: every store is closed by now */
+
+    test_dead_owner();
+
+    test_processes();
+    test_status();
+
+    cleanup();
+    munmap(shared, sizeof(shared_t));
+
+    return done_testing();
+}
