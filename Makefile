@@ -12,8 +12,8 @@ LIBS        := -lavro -ljansson -lsqlite3 -lz -lsnappy -lzstd -lcrypto \
 
 DEB_PACKAGES := nginx nginx-dev libavro-dev libjansson-dev zlib1g-dev \
 	            libsqlite3-dev libcurl4-openssl-dev libsnappy-dev \
-	            libzstd-dev libssl-dev python3-avro avro-bin nodejs npm \
-	            sqlite3 curl perl
+	            libzstd-dev libssl-dev python3-avro avro-bin sqlite3 curl \
+	            perl wrk
 
 CORE_SRC    := $(wildcard src/*.c)
 CORE_OBJ    := $(patsubst src/%.c,$(BUILD)/core/%.o,$(CORE_SRC)) \
@@ -37,6 +37,10 @@ deps:
 	    apt-get update && DEBIAN_FRONTEND=noninteractive \
 	        apt-get install -y --no-install-recommends $$missing; \
 	fi
+	@command -v npm > /dev/null || { apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
+	@command -v npm > /dev/null || { apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
 	@[ -d node_modules/avsc ] || npm ci --no-audit --no-fund
 
 $(BUILD)/gen/avs_migrations.c: $(wildcard sql/*.sql) tools/embed-sql.sh
@@ -96,6 +100,30 @@ run: deps
 	mkdir -p var/logs var/cold
 	nginx -p $(CURDIR)/ -c conf/nginx.conf -g 'daemon off;' \
 	    -e var/logs/error.log
+
+# libFuzzer over the parser, codecs and walker (t/fuzz/fuzz_upload.c),
+# with AddressSanitizer (leaks included) and UBSan.
+FUZZ_SECONDS ?= 600
+FUZZ_BIN     := $(BUILD)/fuzz/fuzz_upload
+
+$(FUZZ_BIN): t/fuzz/fuzz_upload.c $(CORE_SRC) $(wildcard src/*.h) \
+		$(BUILD)/gen/avs_migrations.c
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined $(CPPFLAGS) -o $@ \
+	    t/fuzz/fuzz_upload.c $(CORE_SRC) $(BUILD)/gen/avs_migrations.c $(LIBS)
+
+fuzz: deps
+	@missing=$$(for p in clang libclang-rt-14-dev; do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || echo $$p; done); \
+	[ -z "$$missing" ] || { apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
+	$(MAKE) $(FUZZ_BIN)
+	[ -d $(BUILD)/fuzz/corpus ] || sh t/fuzz/make-corpus.sh $(BUILD)/fuzz/corpus
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+	    $(BUILD)/fuzz/corpus
 
 clean:
 	rm -rf $(BUILD)
