@@ -13,7 +13,7 @@ LIBS        := -lavro -ljansson -lsqlite3 -lz -lsnappy -lzstd -lcrypto \
 DEB_PACKAGES := nginx nginx-dev libavro-dev libjansson-dev zlib1g-dev \
 	            libsqlite3-dev libcurl4-openssl-dev libsnappy-dev \
 	            libzstd-dev libssl-dev python3-avro avro-bin sqlite3 curl \
-	            perl wrk
+	            perl wrk bc python3-snappy python3-zstandard
 
 CORE_SRC    := $(wildcard src/*.c)
 CORE_OBJ    := $(patsubst src/%.c,$(BUILD)/core/%.o,$(CORE_SRC)) \
@@ -124,6 +124,11 @@ fuzz: deps
 	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 	    -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
 	    $(BUILD)/fuzz/corpus
+
+# Benchmarks: ratios against a baseline measured in the same run.
+bench: deps
+	$(MAKE) module
+	bash bench/upload.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -13,12 +13,12 @@ typedef struct avs_commit_wait_s  avs_commit_wait_t;
 struct avs_commit_wait_s {
     avs_batch_t        *batch;
     avs_commit_wait_t  *next;
+    pthread_cond_t      cond;       /* this waiter's own wake-up */
     int                 done;
 };
 
 struct avs_committer_s {
     pthread_mutex_t     mutex;
-    pthread_cond_t      cond;
     avs_store_t        *store;
     avs_commit_wait_t  *head;
     avs_commit_wait_t **tail;
@@ -52,14 +52,6 @@ avs_committer_create(avs_store_t *store, size_t max_group)
         return NULL;
     }
 
-    if (pthread_cond_init(&c->cond, NULL) != 0) {
-        pthread_mutex_destroy(&c->mutex);
-        free(c->group);
-        free(c->members);
-        free(c);
-        return NULL;
-    }
-
     c->store = store;
     c->tail = &c->head;
 
@@ -74,7 +66,6 @@ avs_committer_destroy(avs_committer_t *c)
         return;
     }
 
-    pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->mutex);
     free(c->group);
     free(c->members);
@@ -110,6 +101,12 @@ avs_committer_take(avs_committer_t *c)
 }
 
 
+/*
+ * Each waiter sleeps on a condition of its own: the leader wakes exactly
+ * the members of its group and then the first waiter left, who leads the
+ * next group.  Waking every waiting thread at each commit would cost more
+ * than the commit itself under load.
+ */
 avs_rc_t
 avs_committer_submit(avs_committer_t *c, avs_batch_t *batch)
 {
@@ -122,6 +119,11 @@ avs_committer_submit(avs_committer_t *c, avs_batch_t *batch)
     me.next = NULL;
     me.done = 0;
 
+    if (pthread_cond_init(&me.cond, NULL) != 0) {
+        return avs_err_set(&batch->err, AVS_EINTERNAL,
+                           "cannot wait for the commit");
+    }
+
     pthread_mutex_lock(&c->mutex);
 
     *c->tail = &me;
@@ -130,7 +132,7 @@ avs_committer_submit(avs_committer_t *c, avs_batch_t *batch)
     while (!me.done) {
 
         if (c->leading) {
-            pthread_cond_wait(&c->cond, &c->mutex);
+            pthread_cond_wait(&me.cond, &c->mutex);
             continue;
         }
 
@@ -149,13 +151,21 @@ avs_committer_submit(avs_committer_t *c, avs_batch_t *batch)
             }
 
             c->members[i]->done = 1;
+
+            if (c->members[i] != &me) {
+                pthread_cond_signal(&c->members[i]->cond);
+            }
         }
 
         c->leading = 0;
-        pthread_cond_broadcast(&c->cond);
+
+        if (c->head != NULL) {
+            pthread_cond_signal(&c->head->cond);
+        }
     }
 
     pthread_mutex_unlock(&c->mutex);
+    pthread_cond_destroy(&me.cond);
 
     return batch->err.rc;
 }

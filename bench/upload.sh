@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Upload benchmark: wrk posts a realistic ~4 KiB Avro upload (own_ship
+# records, deflate) to an avro_upload location and the same body to a
+# `return 204;` location of the same nginx, alternating, in the same run.
+# Prints both rates, the upload's p99 latency and the ratio, then checks
+# that every acknowledged upload is committed in the hot store.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNECTIONS:-64}
+PORT=${BENCH_PORT:-18471}
+SYNC=${BENCH_SYNC:-full}
+dir=$(mktemp -d /tmp/avro-bench.XXXXXX)
+[ -n "${BENCH_KEEP:-}" ] || trap 'kill $(cat $dir/nginx.pid 2>/dev/null) 2>/dev/null || true; sleep 0.5; rm -rf $dir' EXIT
+
+# ~4 KiB own_ship file, deflate, written by python3-avro
+/usr/bin/python3 t/lib/avro_gen.py \
+    --schemas ../shared/testdata/fusou/schema_v0_5_1.json --table own_ship \
+    --records 22 --codec deflate --seed 42 --out $dir/body.avro > /dev/null
+size=$(stat -c %s $dir/body.avro)
+
+cat > $dir/nginx.conf <<CONF
+load_module $PWD/build/nginx/ngx_http_avro_module.so;
+worker_processes 2;
+user root;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    avro_hot_store $dir/hot/hot.db synchronous=$SYNC;
+    server {
+        listen 127.0.0.1:$PORT reuseport backlog=4096;
+        location = /upload { avro_upload; }
+        location = /bare { return 204; }
+    }
+}
+CONF
+
+nginx -p $dir/ -c $dir/nginx.conf
+sleep 0.5
+
+run() {
+    BENCH_BODY=$dir/body.avro BENCH_PATH=$1 wrk -t2 -c$CONNS -d${DURATION}s \
+        --latency -s bench/upload.lua http://127.0.0.1:$PORT/ \
+        | sed -n 's/^RESULT //p'
+}
+
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+bare_all=(); up_all=(); p99_all=(); acked=0
+for i in $(seq $ROUNDS); do
+    b=$(run /bare); u=$(run /upload)
+    bare_all+=($(field "$b" rps)); up_all+=($(field "$u" rps))
+    p99_all+=($(field "$u" p99_ms)); acked=$((acked + $(field "$u" acked)))
+    echo "round $i: bare $(field "$b" rps) req/s; upload $(field "$u" rps) req/s, p99 $(field "$u" p99_ms) ms, other $(field "$u" other)"
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+bare=$(median "${bare_all[@]}"); up=$(median "${up_all[@]}"); p99=$(median "${p99_all[@]}")
+
+rows=$(sqlite3 $dir/hot/hot.db 'SELECT count(*) FROM buffer_logs')
+integrity=$(sqlite3 $dir/hot/hot.db 'PRAGMA integrity_check')
+
+echo
+echo "body: $size bytes, own_ship, deflate; $CONNS connections, ${DURATION}s x $ROUNDS rounds, synchronous=$SYNC"
+printf 'bare return 204:   %10.0f req/s\n' "$bare"
+printf 'avro_upload:       %10.0f req/s   p99 %s ms\n' "$up" "$p99"
+printf 'ratio upload/bare: %10.3f   (target >= 0.25)\n' "$(echo "$up / $bare" | bc -l)"
+echo "acknowledged uploads: $acked, rows in buffer_logs: $rows, integrity_check: $integrity"
+[ "$rows" -ge "$acked" ] && [ $((rows - acked)) -le "$CONNS" ] && [ "$integrity" = ok ] || { echo "MISMATCH"; exit 1; }
