@@ -7,12 +7,13 @@ BUILD       := build
 CC          ?= cc
 CFLAGS      ?= -g -O2 -Wall -Wextra -Wno-unused-parameter -fPIC
 CPPFLAGS    += -Isrc -I$(BUILD)/gen
-LIBS        := -lavro -ljansson -lsqlite3 -lz -lsnappy -lzstd -lcrypto \
+LIBS        := -lavro -ljansson -lsqlite3 -lz -ldeflate -lsnappy -lzstd -lcrypto \
 	           -lcurl -lpthread
 
 DEB_PACKAGES := nginx nginx-dev libavro-dev libjansson-dev zlib1g-dev \
 	            libsqlite3-dev libcurl4-openssl-dev libsnappy-dev \
-	            libzstd-dev libssl-dev python3-avro avro-bin sqlite3 curl \
+	            libzstd-dev libdeflate-dev libssl-dev python3-avro avro-bin \
+	            sqlite3 curl \
 	            perl wrk bc python3-snappy python3-zstandard
 
 CORE_SRC    := $(wildcard src/*.c)

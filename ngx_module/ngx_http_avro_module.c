@@ -696,7 +696,7 @@ ngx_http_avro_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    amcf->committer = avs_committer_create(amcf->store, 0);
+    amcf->committer = ngx_http_avro_committer_create(cycle, amcf);
     if (amcf->committer == NULL) {
         return NGX_ERROR;
     }
@@ -716,7 +716,6 @@ ngx_http_avro_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    avs_committer_destroy(amcf->committer);
     amcf->committer = NULL;
 
     if (amcf->store != NULL) {

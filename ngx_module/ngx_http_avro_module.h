@@ -12,10 +12,12 @@
 #include <ngx_http.h>
 
 #include "avs_allow.h"
-#include "avs_commit.h"
 #include "avs_ingest.h"
 #include "avs_schema.h"
 #include "avs_store.h"
+
+
+typedef struct ngx_http_avro_committer_s  ngx_http_avro_committer_t;
 
 
 typedef struct {
@@ -33,7 +35,7 @@ typedef struct {
 
     /* per worker process, from init_process on */
     avs_store_t               *store;
-    avs_committer_t           *committer;
+    ngx_http_avro_committer_t *committer;
     avs_schema_cache_t        *schemas;
 } ngx_http_avro_main_conf_t;
 
@@ -57,7 +59,35 @@ typedef struct {
 } ngx_http_avro_loc_conf_t;
 
 
+typedef struct {
+    u_char                    *dst;
+    ngx_fd_t                   fd;
+    off_t                      offset;
+    size_t                     len;
+} ngx_http_avro_segment_t;
+
+
+/* One upload request on its way: validated, queued, committed, answered. */
+typedef struct {
+    ngx_http_request_t        *request;
+    avs_ingest_env_t           env;
+    avs_ingest_t               ingest;
+    ngx_http_avro_segment_t   *segments;    /* body parts still in a file */
+    ngx_uint_t                 nsegments;
+    ngx_err_t                  read_errno;
+    avs_rc_t                   validated;
+    ngx_uint_t                 waiting;     /* for a thread or a commit */
+    ngx_queue_t                queue;       /* in the committer's queue */
+} ngx_http_avro_upload_ctx_t;
+
+
 ngx_int_t ngx_http_avro_upload_handler(ngx_http_request_t *r);
+void ngx_http_avro_upload_answer(ngx_http_request_t *r);
+
+ngx_http_avro_committer_t *ngx_http_avro_committer_create(ngx_cycle_t *cycle,
+    ngx_http_avro_main_conf_t *amcf);
+ngx_int_t ngx_http_avro_commit(ngx_http_avro_committer_t *cm,
+    ngx_http_avro_upload_ctx_t *ctx);
 ngx_int_t ngx_http_avro_status_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_avro_send_json(ngx_http_request_t *r, ngx_uint_t status,

@@ -12,22 +12,9 @@
 #include "ngx_http_avro_module.h"
 
 
-typedef struct {
-    u_char        *dst;
-    ngx_fd_t       fd;
-    off_t          offset;
-    size_t         len;
-} ngx_http_avro_segment_t;
-
-
-typedef struct {
-    ngx_http_request_t       *request;
-    avs_ingest_env_t          env;
-    avs_ingest_t              ingest;
-    ngx_http_avro_segment_t  *segments;    /* body parts still in a file */
-    ngx_uint_t                nsegments;
-    ngx_err_t                 read_errno;
-} ngx_http_avro_upload_ctx_t;
+/* Bodies up to this size are validated on the event loop: that costs
+ * less than handing them to a thread and back. */
+#define NGX_HTTP_AVRO_INLINE_MAX  (64 * 1024)
 
 
 static void ngx_http_avro_upload_body(ngx_http_request_t *r);
@@ -39,8 +26,10 @@ static const char *ngx_http_avro_cv(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_int_t *rc);
 static const char *ngx_http_avro_arg(ngx_http_request_t *r, char *name,
     size_t len, ngx_int_t *rc);
+static void ngx_http_avro_upload_validate(ngx_http_request_t *r,
+    ngx_http_avro_upload_ctx_t *ctx);
 static void ngx_http_avro_upload_thread(void *data, ngx_log_t *log);
-static void ngx_http_avro_upload_done(ngx_http_request_t *r);
+static void ngx_http_avro_upload_validated(ngx_http_request_t *r);
 static void ngx_http_avro_upload_cleanup(void *data);
 static ngx_int_t ngx_http_avro_content_type(ngx_http_request_t *r,
     ngx_uint_t *json);
@@ -188,7 +177,6 @@ ngx_http_avro_upload_body(ngx_http_request_t *r)
     }
 
     ctx->env.store = amcf->store;
-    ctx->env.committer = amcf->committer;
     ctx->env.schemas = amcf->schemas;
     ctx->env.allow = alcf->allow;
     ctx->env.limits.max_upload = alcf->max_upload;
@@ -202,11 +190,45 @@ ngx_http_avro_upload_body(ngx_http_request_t *r)
 
     task->handler = ngx_http_avro_upload_thread;
 
-    if (ngx_http_avro_post_task(r, task, ngx_http_avro_upload_done)
+    if (ctx->nsegments == 0
+        && ctx->ingest.body_len <= NGX_HTTP_AVRO_INLINE_MAX)
+    {
+        ctx->validated = avs_ingest_validate(&ctx->env, &ctx->ingest, 0);
+
+        if (ctx->validated != AVS_DONE) {
+            ngx_http_avro_upload_validate(r, ctx);
+            return;
+        }
+    }
+
+    ctx->waiting = 1;
+
+    if (ngx_http_avro_post_task(r, task, ngx_http_avro_upload_validated)
         != NGX_OK)
     {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
+    }
+}
+
+
+/* Queues a validated upload for the group commit, or answers a refusal. */
+static void
+ngx_http_avro_upload_validate(ngx_http_request_t *r,
+    ngx_http_avro_upload_ctx_t *ctx)
+{
+    ngx_http_avro_main_conf_t  *amcf;
+
+    if (ctx->validated != AVS_OK) {
+        ngx_http_avro_upload_answer(r);
+        return;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_avro_module);
+
+    if (ngx_http_avro_commit(amcf->committer, ctx) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "avro: cannot start a commit");
     }
 }
 
@@ -408,30 +430,54 @@ ngx_http_avro_upload_thread(void *data, ngx_log_t *log)
         }
     }
 
-    avs_ingest_run(&ctx->env, &ctx->ingest);
+    ctx->validated = avs_ingest_validate(&ctx->env, &ctx->ingest, 1);
 }
 
 
 static void
-ngx_http_avro_upload_done(ngx_http_request_t *r)
+ngx_http_avro_upload_validated(ngx_http_request_t *r)
 {
-    ngx_int_t                    rc;
-    ngx_uint_t                   level;
-    avs_ingest_t                *in;
     ngx_http_avro_upload_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_avro_module);
 
     if (r->aio) {
         return;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_avro_module);
-    in = &ctx->ingest;
+    ctx->waiting = 0;
+    r->write_event_handler = ngx_http_request_empty_handler;
 
     if (ctx->read_errno) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, ctx->read_errno,
                       "avro: reading the buffered request body failed");
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
+    }
+
+    ngx_http_avro_upload_validate(r, ctx);
+}
+
+
+/* Answers once the upload was refused, or its batch committed or not. */
+void
+ngx_http_avro_upload_answer(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    ngx_uint_t                   level;
+    avs_ingest_t                *in;
+    ngx_http_avro_upload_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_avro_module);
+
+    if (ctx->waiting) {
+        return;
+    }
+
+    in = &ctx->ingest;
+
+    if (ctx->validated == AVS_OK) {
+        avs_ingest_answer(in);
     }
 
     if (in->status >= 400) {
@@ -455,5 +501,6 @@ ngx_http_avro_upload_cleanup(void *data)
 {
     ngx_http_avro_upload_ctx_t *ctx = data;
 
+    avs_ingest_free(&ctx->env, &ctx->ingest);
     avs_buf_free(&ctx->ingest.response);
 }

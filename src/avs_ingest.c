@@ -12,7 +12,8 @@
 #include "avs_names.h"
 #include "avs_upload.h"
 
-typedef struct {
+typedef struct avs_ingest_work_s {
+    avs_envelope_t   envl;
     const char      *dataset;
     const char      *table;
     const char      *period;
@@ -90,7 +91,7 @@ avs_ingest_slice_error(avs_err_t *err, size_t i, size_t n)
 static avs_rc_t
 avs_ingest_file(const avs_ingest_env_t *env, const avs_ingest_t *req,
     avs_ingest_work_t *w, size_t i, const uint8_t *file, size_t len,
-    avs_err_t *err)
+    int may_wait, avs_err_t *err)
 {
     avs_upload_t  *u;
     avs_stream_t   stream;
@@ -99,7 +100,8 @@ avs_ingest_file(const avs_ingest_env_t *env, const avs_ingest_t *req,
 
     u = &w->uploads[i];
 
-    rc = avs_upload_open(u, file, len, env->schemas, &env->limits, err);
+    rc = avs_upload_open(u, file, len, env->schemas, &env->limits, may_wait,
+                         err);
     if (rc != AVS_OK) {
         return rc;
     }
@@ -112,8 +114,14 @@ avs_ingest_file(const avs_ingest_env_t *env, const avs_ingest_t *req,
         }
     }
 
-    rc = avs_store_stream(env->store, w->table, u->schema, env->codec,
-                          &stream, err);
+    rc = avs_store_stream_cached(env->store, w->table, u->schema, &stream,
+                                 err);
+
+    if (rc == AVS_DONE && may_wait) {
+        rc = avs_store_stream(env->store, w->table, u->schema, env->codec,
+                              &stream, err);
+    }
+
     if (rc != AVS_OK) {
         return rc;
     }
@@ -144,7 +152,7 @@ avs_ingest_file(const avs_ingest_env_t *env, const avs_ingest_t *req,
 
 
 static avs_rc_t
-avs_ingest_answer(avs_ingest_work_t *w, avs_ingest_t *req)
+avs_ingest_answer_json(avs_ingest_work_t *w, avs_ingest_t *req)
 {
     avs_buf_t  *b;
     avs_rc_t    rc;
@@ -230,91 +238,162 @@ avs_ingest_answer(avs_ingest_work_t *w, avs_ingest_t *req)
 }
 
 
-void
-avs_ingest_run(const avs_ingest_env_t *env, avs_ingest_t *req)
+avs_rc_t
+avs_ingest_validate(const avs_ingest_env_t *env, avs_ingest_t *req,
+    int may_wait)
 {
-    avs_ingest_work_t   w;
-    avs_envelope_t      envl;
-    avs_batch_t         batch;
+    avs_ingest_work_t  *w;
     avs_err_t          *err;
     avs_rc_t            rc;
     const uint8_t      *file;
     size_t              i, len;
 
-    memset(&w, 0, sizeof(w));
-    memset(&envl, 0, sizeof(envl));
+    avs_ingest_free(env, req);
+
     err = &req->err;
     memset(err, 0, sizeof(*err));
 
+    w = calloc(1, sizeof(avs_ingest_work_t));
+    if (w == NULL) {
+        rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
+        goto refused;
+    }
+
+    req->work = w;
+
     if (req->json) {
         rc = avs_envelope_parse(req->body, req->body_len, req->body_len,
-                                &envl, err);
+                                &w->envl, err);
         if (rc != AVS_OK) {
-            goto done;
+            goto refused;
         }
 
-        w.nfiles = envl.nfiles;
+        w->nfiles = w->envl.nfiles;
 
     } else {
-        w.nfiles = 1;
+        w->nfiles = 1;
     }
 
-    rc = avs_ingest_names(&w, req, &envl, err);
+    rc = avs_ingest_names(w, req, &w->envl, err);
     if (rc != AVS_OK) {
-        goto done;
+        goto refused;
     }
 
-    w.uploads = calloc(w.nfiles, sizeof(avs_upload_t));
-    w.rows = calloc(w.nfiles, sizeof(avs_row_t));
+    w->uploads = calloc(w->nfiles, sizeof(avs_upload_t));
+    w->rows = calloc(w->nfiles, sizeof(avs_row_t));
 
-    if (w.uploads == NULL || w.rows == NULL) {
+    if (w->uploads == NULL || w->rows == NULL) {
         rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
-        goto done;
+        goto refused;
     }
 
-    for (i = 0; i < w.nfiles; i++) {
-        file = req->json ? envl.files[i].data : req->body;
-        len = req->json ? envl.files[i].len : req->body_len;
+    for (i = 0; i < w->nfiles; i++) {
+        file = req->json ? w->envl.files[i].data : req->body;
+        len = req->json ? w->envl.files[i].len : req->body_len;
 
-        rc = avs_ingest_file(env, req, &w, i, file, len, err);
+        rc = avs_ingest_file(env, req, w, i, file, len, may_wait, err);
+
+        if (rc == AVS_DONE) {
+            return rc;
+        }
+
         if (rc != AVS_OK) {
-            avs_ingest_slice_error(err, i, w.nfiles);
-            goto done;
+            avs_ingest_slice_error(err, i, w->nfiles);
+            goto refused;
         }
     }
 
-    batch.rows = w.rows;
-    batch.nrows = w.nfiles;
-    memset(&batch.err, 0, sizeof(batch.err));
+    req->batch.rows = w->rows;
+    req->batch.nrows = w->nfiles;
+    memset(&req->batch.err, 0, sizeof(req->batch.err));
 
-    rc = avs_committer_submit(env->committer, &batch);
-    if (rc != AVS_OK) {
-        *err = batch.err;
-        goto done;
+    return AVS_OK;
+
+refused:
+
+    if (err->rc == AVS_OK) {
+        avs_err_set(err, rc, "%s", avs_rc_name(rc));
     }
 
-    rc = avs_ingest_answer(&w, req);
-    if (rc != AVS_OK) {
-        avs_err_set(err, rc, "cannot build the answer");
+    avs_ingest_refuse(req);
+
+    return err->rc;
+}
+
+
+void
+avs_ingest_refuse(avs_ingest_t *req)
+{
+    req->status = avs_rc_http_status(req->err.rc);
+    req->response.len = 0;
+
+    if (avs_json_error(&req->response, &req->err) != AVS_OK) {
+        req->status = 500;
+    }
+}
+
+
+void
+avs_ingest_answer(avs_ingest_t *req)
+{
+    if (req->batch.err.rc != AVS_OK) {
+        req->err = req->batch.err;
+        avs_ingest_refuse(req);
+        return;
     }
 
-done:
+    req->response.len = 0;
 
-    if (rc != AVS_OK) {
-        if (err->rc == AVS_OK) {
-            avs_err_set(err, rc, "%s", avs_rc_name(rc));
+    if (avs_ingest_answer_json(req->work, req) != AVS_OK) {
+        avs_err_set(&req->err, AVS_ENOMEM, "cannot build the answer");
+        avs_ingest_refuse(req);
+    }
+}
+
+
+void
+avs_ingest_free(const avs_ingest_env_t *env, avs_ingest_t *req)
+{
+    avs_ingest_work_t  *w;
+    size_t              i;
+
+    w = req->work;
+
+    if (w == NULL) {
+        return;
+    }
+
+    for (i = 0; w->uploads != NULL && i < w->nfiles; i++) {
+        avs_upload_free(&w->uploads[i], env->schemas);
+    }
+
+    free(w->uploads);
+    free(w->rows);
+    avs_envelope_free(&w->envl);
+    free(w);
+
+    req->work = NULL;
+    req->batch.rows = NULL;
+    req->batch.nrows = 0;
+}
+
+
+void
+avs_ingest_run(const avs_ingest_env_t *env, avs_ingest_t *req)
+{
+    avs_batch_t  *one;
+
+    if (avs_ingest_validate(env, req, 1) == AVS_OK) {
+        one = &req->batch;
+
+        if (avs_store_commit(env->store, &one, 1, &req->batch.err)
+            != AVS_OK && req->batch.err.rc == AVS_OK)
+        {
+            avs_err_set(&req->batch.err, AVS_ESTORE, "commit failed");
         }
 
-        req->status = avs_rc_http_status(err->rc);
-        req->response.len = 0;
-        avs_json_error(&req->response, err);
+        avs_ingest_answer(req);
     }
 
-    for (i = 0; w.uploads != NULL && i < w.nfiles; i++) {
-        avs_upload_free(&w.uploads[i], env->schemas);
-    }
-
-    free(w.uploads);
-    free(w.rows);
-    avs_envelope_free(&envl);
+    avs_ingest_free(env, req);
 }

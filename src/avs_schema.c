@@ -459,7 +459,7 @@ avs_schema_cache_evict(avs_schema_cache_t *c, avs_schema_entry_t **dead)
 
 avs_rc_t
 avs_schema_cache_get(avs_schema_cache_t *c, const uint8_t *json, size_t n,
-    const avs_limits_t *lim, avs_schema_t **out, avs_err_t *err)
+    const avs_limits_t *lim, int parse, avs_schema_t **out, avs_err_t *err)
 {
     uint64_t             hash;
     avs_rc_t             rc;
@@ -491,6 +491,10 @@ avs_schema_cache_get(avs_schema_cache_t *c, const uint8_t *json, size_t n,
     if (e != NULL) {
         *out = &e->schema;
         return AVS_OK;
+    }
+
+    if (!parse) {
+        return AVS_DONE;
     }
 
     /* a miss: parse without holding the mutex */

@@ -38,9 +38,14 @@ typedef struct avs_schema_cache_s  avs_schema_cache_t;
 avs_schema_cache_t *avs_schema_cache_create(size_t max_entries);
 void avs_schema_cache_destroy(avs_schema_cache_t *c);
 
-/* Returns a retained schema for the text, parsing it on a miss. */
+/*
+ * Returns a retained schema for the text.  On a miss the text is parsed,
+ * unless parse is 0: then AVS_DONE, because parsing can take long and waits
+ * for avro-c's global lock.
+ */
 avs_rc_t avs_schema_cache_get(avs_schema_cache_t *c, const uint8_t *json,
-    size_t n, const avs_limits_t *lim, avs_schema_t **out, avs_err_t *err);
+    size_t n, const avs_limits_t *lim, int parse, avs_schema_t **out,
+    avs_err_t *err);
 
 void avs_schema_release(avs_schema_cache_t *c, avs_schema_t *s);
 

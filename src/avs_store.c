@@ -955,6 +955,16 @@ avs_store_stream(avs_store_t *st, const char *table,
 }
 
 
+avs_rc_t
+avs_store_stream_cached(avs_store_t *st, const char *table,
+    const avs_schema_t *schema, avs_stream_t *out, avs_err_t *err)
+{
+    return avs_stream_cached(st, table, schema,
+                             avs_stream_hash(table, schema->fp_hex), out,
+                             err);
+}
+
+
 /*
  * Looks the stream up in the process cache: AVS_OK when found, AVS_DONE on
  * a miss.  An entry with the same fingerprint but another canonical form is

@@ -55,6 +55,13 @@ avs_rc_t avs_store_stream(avs_store_t *st, const char *table,
     const avs_schema_t *schema, avs_codec_t codec, avs_stream_t *out,
     avs_err_t *err);
 
+/*
+ * The stream if this process already knows it (AVS_OK), else AVS_DONE:
+ * never waits, so it may run on an event loop.
+ */
+avs_rc_t avs_store_stream_cached(avs_store_t *st, const char *table,
+    const avs_schema_t *schema, avs_stream_t *out, avs_err_t *err);
+
 /* One uploaded file, re-framed in its stream's codec and sync marker. */
 typedef struct {
     const char      *dataset;

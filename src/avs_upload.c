@@ -34,7 +34,8 @@ avs_sha256_hex(const uint8_t *p, size_t n, char out[65])
 
 avs_rc_t
 avs_upload_open(avs_upload_t *u, const uint8_t *file, size_t n,
-    avs_schema_cache_t *cache, const avs_limits_t *lim, avs_err_t *err)
+    avs_schema_cache_t *cache, const avs_limits_t *lim, int may_wait,
+    avs_err_t *err)
 {
     avs_rc_t  rc;
 
@@ -52,7 +53,7 @@ avs_upload_open(avs_upload_t *u, const uint8_t *file, size_t n,
     }
 
     rc = avs_schema_cache_get(cache, u->header.schema.p, u->header.schema.n,
-                              lim, &u->schema, err);
+                              lim, may_wait, &u->schema, err);
     if (rc != AVS_OK) {
         return rc;
     }

@@ -25,9 +25,14 @@ typedef struct {
     uint64_t           decompressed;    /* bytes of record data */
 } avs_upload_t;
 
-/* Parses the header and gets the schema; the file must outlive u. */
+/*
+ * Parses the header and gets the schema; the file must outlive u.  With
+ * may_wait 0, a schema not yet in the cache is AVS_DONE (see
+ * avs_schema_cache_get).
+ */
 avs_rc_t avs_upload_open(avs_upload_t *u, const uint8_t *file, size_t n,
-    avs_schema_cache_t *cache, const avs_limits_t *lim, avs_err_t *err);
+    avs_schema_cache_t *cache, const avs_limits_t *lim, int may_wait,
+    avs_err_t *err);
 
 /*
  * Validates every block and appends it to u->blocks framed with the given

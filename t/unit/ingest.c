@@ -1,6 +1,6 @@
 /*
  * Unit tests of the upload pipeline without nginx: names, the JSON
- * envelope, base64, JSON answers, group commit and avs_ingest_run() on a
+ * envelope, base64, JSON answers and avs_ingest_run() from many threads on a
  * real SQLite file.
  */
 
@@ -344,7 +344,6 @@ test_ingest(const char *dir)
     memset(&env, 0, sizeof(env));
     ok(avs_store_open(&sc, &env.store, &err) == AVS_OK, "store opens");
     env.schemas = avs_schema_cache_create(16);
-    env.committer = avs_committer_create(env.store, 0);
     avs_limits_default(&env.limits);
     env.codec = AVS_CODEC_DEFLATE;
 
@@ -529,7 +528,6 @@ test_ingest(const char *dir)
     avs_buf_free(&bad);
     avs_buf_free(&f1);
     avs_buf_free(&f2);
-    avs_committer_destroy(env.committer);
     avs_store_close(env.store);
     avs_schema_cache_destroy(env.schemas);
 }

@@ -153,7 +153,7 @@ ts_get(avs_schema_cache_t *c, const char *json, const avs_limits_t *lim,
     err->msg[0] = '\0';
 
     return avs_schema_cache_get(c, (const uint8_t *) json, strlen(json), lim,
-                                s, err);
+                                1, s, err);
 }
 
 
@@ -582,6 +582,10 @@ test_cache(void)
     ok(rc == AVS_ETOOLARGE && s1 == NULL, "strict limits refuse a parse: %s",
        err.msg);
 
+    rc = avs_schema_cache_get(c, (const uint8_t *) t[0], strlen(t[0]), &lax,
+                              0, &s1, &err);
+    ok(rc == AVS_DONE && s1 == NULL, "a miss without parsing: AVS_DONE");
+
     rc = ts_get(c, t[0], &lax, &s1, &err);
     rc |= ts_get(c, t[0], &lax, &s2, &err);
     ok(rc == AVS_OK && s1 == s2 && s1->refs == 2,
@@ -593,6 +597,11 @@ test_cache(void)
 
     rc = ts_get(c, t[0], &strict, &s1, &err);
     ok(rc == AVS_OK && s1->refs == 1, "released: still cached (a hit)");
+    avs_schema_release(c, s1);
+
+    rc = avs_schema_cache_get(c, (const uint8_t *) t[0], strlen(t[0]), &lax,
+                              0, &s1, &err);
+    ok(rc == AVS_OK && s1 != NULL, "a hit without parsing");
     avs_schema_release(c, s1);
 
     /* cache: A; then E and F: A is the least recent, evicted */
