@@ -132,4 +132,4 @@ bench: deps
 	bash bench/upload.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) t/tmp

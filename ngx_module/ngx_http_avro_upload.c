@@ -165,6 +165,14 @@ ngx_http_avro_upload_body(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_avro_module);
 
     rc = ngx_http_avro_upload_collect(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_avro_send_avs_error(r, AVS_EMALFORMED,
+                                          "empty request body");
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
     if (rc != NGX_OK) {
         ngx_http_finalize_request(r, rc);
         return;
@@ -234,7 +242,7 @@ ngx_http_avro_upload_validate(ngx_http_request_t *r,
 
 
 /*
- * Lays the body out in one contiguous piece.  Parts in memory are copied
+ * Lays the body out in one contiguous piece (NGX_DECLINED: no body).  Parts in memory are copied
  * now; parts nginx buffered to a temporary file are noted and read in the
  * pool thread, since reading a file can wait.
  */
@@ -250,8 +258,7 @@ ngx_http_avro_upload_collect(ngx_http_request_t *r,
     ngx_http_avro_segment_t  *seg;
 
     if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return ngx_http_avro_send_avs_error(r, AVS_EMALFORMED,
-                                        "empty request body");
+        return NGX_DECLINED;
     }
 
     total = 0;
@@ -264,8 +271,7 @@ ngx_http_avro_upload_collect(ngx_http_request_t *r,
     }
 
     if (total == 0) {
-        return ngx_http_avro_send_avs_error(r, AVS_EMALFORMED,
-                                        "empty request body");
+        return NGX_DECLINED;
     }
 
     cl = r->request_body->bufs;
@@ -378,12 +384,16 @@ ngx_http_avro_cv(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
 }
 
 
-/* A query argument, percent-decoded, as a C string; NULL when absent. */
+/*
+ * A query argument, percent-decoded, as a C string; NULL when absent.  A
+ * decoded NUL would cut the name short, so then the raw text is kept, and
+ * the name check refuses its '%'.
+ */
 static const char *
 ngx_http_avro_arg(ngx_http_request_t *r, char *name, size_t len,
     ngx_int_t *rc)
 {
-    u_char     *p, *src;
+    u_char     *p, *dst, *src;
     ngx_str_t   v;
 
     if (ngx_http_arg(r, (u_char *) name, len, &v) != NGX_OK || v.len == 0) {
@@ -396,12 +406,17 @@ ngx_http_avro_arg(ngx_http_request_t *r, char *name, size_t len,
         return NULL;
     }
 
+    dst = p;
     src = v.data;
-    v.data = p;
-    ngx_unescape_uri(&p, &src, v.len, NGX_UNESCAPE_URI);
-    *p = '\0';
+    ngx_unescape_uri(&dst, &src, v.len, NGX_UNESCAPE_URI);
+    *dst = '\0';
 
-    return (const char *) v.data;
+    if (ngx_strlen(p) != (size_t) (dst - p)) {
+        ngx_memcpy(p, v.data, v.len);
+        p[v.len] = '\0';
+    }
+
+    return (const char *) p;
 }
 
 

@@ -453,7 +453,16 @@ avs_store_setup(avs_store_t *st, const char *sync, avs_err_t *err)
         return rc;
     }
 
-    rc = avs_store_pragma(st, "PRAGMA journal_mode = WAL", "wal", err);
+    /*
+     * Uploads are blobs of a few kilobytes: large pages hold several of them
+     * where 4 KiB pages would spill each into overflow pages, so every
+     * commit writes fewer WAL frames.  Only a new, empty file takes it.
+     */
+    rc = avs_store_pragma(st, "PRAGMA page_size = 16384", NULL, err);
+
+    if (rc == AVS_OK) {
+        rc = avs_store_pragma(st, "PRAGMA journal_mode = WAL", "wal", err);
+    }
 
     if (rc == AVS_OK) {
         rc = avs_store_pragma(st, sync, NULL, err);

@@ -50,7 +50,7 @@ fuzz_upload(const uint8_t *file, size_t n)
     avs_upload_t          u;
     avs_err_t             err;
 
-    if (avs_upload_open(&u, file, n, fuzz_cache, &fuzz_limits, &err)
+    if (avs_upload_open(&u, file, n, fuzz_cache, &fuzz_limits, 1, &err)
         == AVS_OK)
     {
         (void) avs_upload_reframe(&u, AVS_CODEC_DEFLATE, 1, sync,
