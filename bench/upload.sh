@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${BENCH_DURATION:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
-CONNS=${BENCH_CONNECTIONS:-64}
+CONNS=${BENCH_CONNECTIONS:-256}
 PORT=${BENCH_PORT:-18471}
 SYNC=${BENCH_SYNC:-full}
 dir=$(mktemp -d /tmp/avro-bench.XXXXXX)

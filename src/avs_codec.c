@@ -150,7 +150,8 @@ avs_deflate_decompress(const uint8_t *in, size_t n, size_t cap,
     }
 
     start = out->len;
-    want = n < AVS_CODEC_CHUNK / 4 ? AVS_CODEC_CHUNK : n * 4;
+    /* Avro records compress well: guess high so that one pass is enough */
+    want = n < AVS_CODEC_CHUNK / 16 ? AVS_CODEC_CHUNK : n * 16;
 
     for ( ;; ) {
         if (want > cap) {

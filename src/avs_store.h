@@ -9,6 +9,8 @@
 #ifndef AVS_STORE_H
 #define AVS_STORE_H
 
+#include <sqlite3.h>
+
 #include "avs_base.h"
 #include "avs_codec.h"
 #include "avs_lock.h"
@@ -114,5 +116,39 @@ typedef struct {
 /* Reads the status counters from a read connection (no write lock). */
 avs_rc_t avs_store_status(avs_store_t *st, avs_store_status_t *out,
     avs_err_t *err);
+
+
+/*
+ * Work done inside one transaction of avs_store_write or avs_store_read, on
+ * the connection it is given.  It must leave no statement of its own
+ * active (reset or finalize them) and must not end the transaction.
+ */
+typedef avs_rc_t (*avs_store_fn_t)(sqlite3 *db, void *arg, avs_err_t *err);
+
+/*
+ * Runs fn in one write transaction: takes the shared lock (waiting at most
+ * the busy timeout), BEGIN IMMEDIATE, fn, COMMIT, releases the lock.  When
+ * fn returns AVS_OK or AVS_DONE the transaction commits and that is the
+ * result; on any other result, or a failed COMMIT, it is rolled back.
+ */
+avs_rc_t avs_store_write(avs_store_t *st, avs_store_fn_t fn, void *arg,
+    avs_err_t *err);
+
+/*
+ * Runs fn in one read transaction (BEGIN; ...; COMMIT) on a read connection
+ * of this process, so that everything fn reads is one snapshot.  It takes
+ * no write lock and never checkpoints.  A few read connections are opened
+ * as needed; when all are in use the call waits for one, at most the busy
+ * timeout (then AVS_EBUSY).  fn's result is the result.
+ */
+avs_rc_t avs_store_read(avs_store_t *st, avs_store_fn_t fn, void *arg,
+    avs_err_t *err);
+
+/*
+ * Copies the WAL into the database file and truncates it, under the lock.
+ * AVS_EBUSY when a reader's snapshot kept part of the WAL (or the lock
+ * could not be had): nothing is wrong, the next checkpoint goes further.
+ */
+avs_rc_t avs_store_checkpoint(avs_store_t *st, avs_err_t *err);
 
 #endif /* AVS_STORE_H */

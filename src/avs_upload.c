@@ -10,6 +10,16 @@
 #include "avs_upload.h"
 
 
+/*
+ * Decompressed blocks go to a buffer kept by each thread between uploads:
+ * allocating and faulting in a fresh one per upload costs more than the
+ * decompression of a small upload.  Buffers grown past this are let go.
+ */
+#define AVS_UPLOAD_SCRATCH_KEEP  (1024 * 1024)
+
+static __thread avs_buf_t  avs_upload_scratch;
+
+
 static void
 avs_sha256_hex(const uint8_t *p, size_t n, char out[65])
 {
@@ -91,7 +101,9 @@ avs_upload_reframe(avs_upload_t *u, avs_codec_t codec, int level,
     uint64_t         items, room;
     size_t           pos, index;
 
-    memset(&plain, 0, sizeof(plain));
+    plain = avs_upload_scratch;
+    plain.len = 0;
+    plain.limit = 0;
     memset(&packed, 0, sizeof(packed));
 
     pos = u->header.header_len;
@@ -164,7 +176,11 @@ avs_upload_reframe(avs_upload_t *u, avs_codec_t codec, int level,
         }
     }
 
-    avs_buf_free(&plain);
+    if (plain.cap > AVS_UPLOAD_SCRATCH_KEEP) {
+        avs_buf_free(&plain);
+    }
+
+    avs_upload_scratch = plain;
     avs_buf_free(&packed);
 
     return rc;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
@@ -120,6 +121,27 @@ test_names(void)
     is_str(date, "1970-01-01", "epoch date");
     avs_utc_date(1763683199999LL, date);
     is_str(date, "2025-11-20", "date of a timestamp");
+
+    {
+        struct tm  tm;
+        time_t     t;
+        char       want[11];
+        int64_t    ms;
+        int        i, same;
+
+        same = 1;
+
+        for (i = -400000; i < 400000 && same; i += 7) {
+            ms = (int64_t) i * 86400000LL / 3 + i % 1000;
+            t = (time_t) (ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+            gmtime_r(&t, &tm);
+            strftime(want, sizeof(want), "%Y-%m-%d", &tm);
+            avs_utc_date(ms, date);
+            same = strcmp(date, want) == 0;
+        }
+
+        ok(same, "dates agree with gmtime_r over 1000 years (%s)", date);
+    }
 }
 
 
