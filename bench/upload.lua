@@ -1,9 +1,11 @@
 -- wrk script: POSTs the same Avro file to the path in BENCH_PATH, each
--- request for a dataset of its own so that none is a duplicate, and counts
--- the answers by status.  BENCH_BODY names the file.
+-- request for a dataset of its own (BENCH_ROUND keeps rounds apart) so that
+-- none is a duplicate, and counts the answers by status.  BENCH_BODY names
+-- the file.
 
 local body_file = os.getenv("BENCH_BODY")
 local path = os.getenv("BENCH_PATH") or "/upload"
+local round = os.getenv("BENCH_ROUND") or "0"
 local f = assert(io.open(body_file, "rb"))
 local body = f:read("*a")
 f:close()
@@ -26,7 +28,7 @@ end
 
 function request()
   n = n + 1
-  return wrk.format("POST", path .. "?table=own_ship&dataset_id=b" .. tid
+  return wrk.format("POST", path .. "?table=own_ship&dataset_id=r" .. round .. "-b" .. tid
                     .. "-" .. n, headers, body)
 end
 
