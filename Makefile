@@ -124,6 +124,7 @@ fuzz: deps
 	[ -d $(BUILD)/fuzz/corpus ] || sh t/fuzz/make-corpus.sh $(BUILD)/fuzz/corpus
 	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 	    -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/ \
 	    $(BUILD)/fuzz/corpus
 
 # Benchmarks: ratios against a baseline measured in the same run.
