@@ -6,9 +6,8 @@
  * Every write and every checkpoint happens under the shared avs_lock_t and
  * inside BEGIN IMMEDIATE, so that no two connections of any process write or
  * checkpoint at the same moment (SQLite before 3.51.3 can corrupt a WAL file
- * when they do).  Checkpoints are SQLite's automatic ones, which run inside
- * a commit and so under the lock too, and avs_store_checkpoint's, which
- * takes the lock itself.
+ * when they do).  Checkpoints are left to SQLite's automatic checkpoint,
+ * which runs inside a commit and so under the lock too.
  *
  * The write connection is opened in SQLite's serialized mode (FULLMUTEX).
  * Pool threads take turns on it under the lock, so SQLite's own mutex is
@@ -16,10 +15,7 @@
  * connection safe on the one path that uses it without the lock (closing
  * when the lock cannot be had) and against any later caller that forgets
  * the lock.  The read connection serves the status only; it is guarded by a
- * mutex of the process and never checkpoints.  avs_store_read lends out the
- * connections of a small pool, opened when first needed, that never
- * checkpoint either; a long read (the archiver's) then holds one of them
- * and not the status.
+ * mutex of the process and never checkpoints.
  */
 
 #include <errno.h>
@@ -43,8 +39,6 @@
 #define AVS_STREAM_BUCKETS          1024
 #define AVS_STREAM_MAX_ENTRIES      4096
 #define AVS_STREAM_MAX_BYTES        (16 * 1024 * 1024)
-#define AVS_STORE_READERS           4
-#define AVS_STORE_CHECKPOINT_WAIT   500
 
 
 /* The prepared statements of the write connection, reused for its life. */
@@ -143,11 +137,7 @@ struct avs_store_s {
 
     pthread_mutex_t      rmutex;
     pthread_mutex_t      cache_mutex;
-    pthread_mutex_t      pool_mutex;
-    pthread_cond_t       pool_cond;
     unsigned             mutexes;           /* how many are initialized */
-    sqlite3             *readers[AVS_STORE_READERS];   /* avs_store_read */
-    unsigned             readers_busy;      /* bit i: readers[i] lent */
     avs_stream_entry_t  *buckets[AVS_STREAM_BUCKETS];
     size_t               cache_entries;
     size_t               cache_bytes;
@@ -198,9 +188,6 @@ static avs_rc_t avs_batch_store(avs_store_t *st, avs_batch_t *b,
     int64_t now, int *txn_lost);
 static void avs_batches_fail(avs_batch_t **batches, size_t n,
     const avs_err_t *err);
-static avs_rc_t avs_store_reader_get(avs_store_t *st, unsigned *slot,
-    avs_err_t *err);
-static void avs_store_reader_put(avs_store_t *st, unsigned slot);
 
 
 /* Wall-clock milliseconds, the unit of every *_at column. */
@@ -306,20 +293,6 @@ avs_store_open(const avs_store_conf_t *conf, avs_store_t **out,
 
     if (pthread_mutex_init(&st->cache_mutex, NULL) != 0) {
         rc = avs_err_set(err, AVS_EINTERNAL, "hot store: mutex init failed");
-        goto failed;
-    }
-
-    st->mutexes++;
-
-    if (pthread_mutex_init(&st->pool_mutex, NULL) != 0) {
-        rc = avs_err_set(err, AVS_EINTERNAL, "hot store: mutex init failed");
-        goto failed;
-    }
-
-    st->mutexes++;
-
-    if (pthread_cond_init(&st->pool_cond, NULL) != 0) {
-        rc = avs_err_set(err, AVS_EINTERNAL, "hot store: cond init failed");
         goto failed;
     }
 
@@ -677,7 +650,6 @@ static void
 avs_store_free(avs_store_t *st, int wait)
 {
     avs_rc_t  rc;
-    unsigned  r;
     int       i, locked;
 
     locked = 0;
@@ -695,10 +667,6 @@ avs_store_free(avs_store_t *st, int wait)
     if (st->rdb != NULL) {
         sqlite3_finalize(st->status_stmt);
         (void) sqlite3_close_v2(st->rdb);
-    }
-
-    for (r = 0; r < AVS_STORE_READERS; r++) {
-        (void) sqlite3_close_v2(st->readers[r]);
     }
 
     if (st->db != NULL) {
@@ -724,14 +692,6 @@ avs_store_free(avs_store_t *st, int wait)
         }
 
         free(st->own_lock);
-    }
-
-    if (st->mutexes > 3) {
-        pthread_cond_destroy(&st->pool_cond);
-    }
-
-    if (st->mutexes > 2) {
-        pthread_mutex_destroy(&st->pool_mutex);
     }
 
     if (st->mutexes > 1) {
