@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_avro_module.h"
+#include "avs_names.h"
 
 
 #define NGX_HTTP_AVRO_ZONE_SIZE  (8 * ngx_pagesize)
@@ -24,6 +25,16 @@ static char *ngx_http_avro_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_avro_schemas(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_avro_archive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_avro_archive_now(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_avro_param(ngx_str_t *arg, const char *name,
+    ngx_str_t *value);
+static ngx_int_t ngx_http_avro_make_dir(ngx_cycle_t *cycle, u_char *dir,
+    const char *what);
 static void *ngx_http_avro_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_avro_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_avro_create_loc_conf(ngx_conf_t *cf);
@@ -58,6 +69,27 @@ static ngx_command_t  ngx_http_avro_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_avro_main_conf_t, thread_pool_name),
+      NULL },
+
+    { ngx_string("avro_cold_store"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_avro_cold_store,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("avro_archive"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_ANY,
+      ngx_http_avro_archive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("avro_archive_now"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_avro_archive_now,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("avro_upload"),
@@ -381,6 +413,224 @@ ngx_http_avro_schemas(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* "name=value": NGX_OK with value set, NGX_DECLINED for another name. */
+static ngx_int_t
+ngx_http_avro_param(ngx_str_t *arg, const char *name, ngx_str_t *value)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    if (arg->len <= len || arg->data[len] != '='
+        || ngx_strncmp(arg->data, name, len) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    value->data = arg->data + len + 1;
+    value->len = arg->len - len - 1;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_avro_main_conf_t *amcf = conf;
+
+    u_char     *p;
+    ngx_str_t  *value, v, dir;
+    ngx_uint_t  i;
+
+    if (amcf->cold_store.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "file:", 5) == 0) {
+        dir.data = value[1].data + 5;
+        dir.len = value[1].len - 5;
+
+        if (dir.len == 0 || cf->args->nelts > 2) {
+            return "takes \"file:<directory>\" alone";
+        }
+
+        if (ngx_conf_full_name(cf->cycle, &dir, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        p = ngx_pnalloc(cf->pool, dir.len + 6);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        amcf->cold_store.data = p;
+        amcf->cold_store.len = ngx_sprintf(p, "file:%V%Z", &dir) - p - 1;
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value[1].data, "s3://", 5) != 0 || value[1].len < 6) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid cold store \"%V\", use "
+                           "\"file:<directory>\" or "
+                           "\"s3://<bucket>/<prefix>\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->cold_store = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_http_avro_param(&value[i], "endpoint", &v) == NGX_OK) {
+            amcf->cold_endpoint = v;
+            continue;
+        }
+
+        if (ngx_http_avro_param(&value[i], "region", &v) == NGX_OK) {
+            amcf->cold_region = v;
+            continue;
+        }
+
+        if (ngx_http_avro_param(&value[i], "credentials", &v) == NGX_OK) {
+            if (ngx_conf_full_name(cf->cycle, &v, 1) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            amcf->cold_credentials = v;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->cold_endpoint.data == NULL
+        || amcf->cold_credentials.data == NULL)
+    {
+        return "needs endpoint= and credentials= for s3://";
+    }
+
+    if (amcf->cold_region.data == NULL) {
+        ngx_str_set(&amcf->cold_region, "us-east-1");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_avro_archive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_avro_main_conf_t *amcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value, v;
+    ngx_uint_t   i;
+    avs_codec_t  codec;
+
+    if (amcf->archive != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    amcf->archive = 1;
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_http_avro_param(&value[i], "interval", &v) == NGX_OK) {
+            n = ngx_parse_time(&v, 0);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            amcf->archive_interval = (ngx_msec_t) n;
+            continue;
+        }
+
+        if (ngx_http_avro_param(&value[i], "segment_size", &v) == NGX_OK) {
+            amcf->segment_size = ngx_parse_offset(&v);
+            if (amcf->segment_size == NGX_ERROR
+                || amcf->segment_size < 4096)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_http_avro_param(&value[i], "codec", &v) == NGX_OK) {
+            if (avs_codec_from_name((const char *) v.data, v.len, &codec)
+                != AVS_OK)
+            {
+                goto invalid;
+            }
+
+            amcf->codec = codec;
+            continue;
+        }
+
+        if (ngx_http_avro_param(&value[i], "level", &v) == NGX_OK) {
+            n = ngx_atoi(v.data, v.len);
+            if (n == NGX_ERROR || n > 22) {
+                goto invalid;
+            }
+
+            amcf->level = n;
+            continue;
+        }
+
+        if (ngx_http_avro_param(&value[i], "node", &v) == NGX_OK) {
+            amcf->archive_node = v;
+            continue;
+        }
+
+        if (ngx_http_avro_param(&value[i], "lease", &v) == NGX_OK) {
+            n = ngx_parse_time(&v, 0);
+            if (n == NGX_ERROR || n < 1000) {
+                goto invalid;
+            }
+
+            amcf->lease_ttl = (ngx_msec_t) n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_avro_archive_now(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_avro_loc_conf_t *alcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (alcf->archive_now != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    alcf->archive_now = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_avro_archive_now_handler;
+
+    return NGX_CONF_OK;
+}
+
+
 static void *
 ngx_http_avro_create_main_conf(ngx_conf_t *cf)
 {
@@ -404,6 +654,10 @@ ngx_http_avro_create_main_conf(ngx_conf_t *cf)
     amcf->max_size = NGX_CONF_UNSET;
     amcf->level = NGX_CONF_UNSET;
     amcf->codec = AVS_CODEC_DEFLATE;
+    amcf->archive = NGX_CONF_UNSET;
+    amcf->archive_interval = NGX_CONF_UNSET_MSEC;
+    amcf->segment_size = NGX_CONF_UNSET;
+    amcf->lease_ttl = NGX_CONF_UNSET_MSEC;
 
     return amcf;
 }
@@ -414,14 +668,59 @@ ngx_http_avro_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_avro_main_conf_t *amcf = conf;
 
+    u_char  *p;
+
     ngx_conf_init_uint_value(amcf->synchronous, AVS_SYNC_FULL);
     ngx_conf_init_msec_value(amcf->busy_timeout, 5000);
     ngx_conf_init_value(amcf->max_size, 0);
     ngx_conf_init_value(amcf->level, 0);
+    ngx_conf_init_value(amcf->archive, 0);
+    ngx_conf_init_msec_value(amcf->archive_interval, 3600000);
+    ngx_conf_init_value(amcf->segment_size, 512 * 1024 * 1024);
+    ngx_conf_init_msec_value(amcf->lease_ttl, 600000);
+
+    if (amcf->archive && amcf->hot_store.data == NULL) {
+        return "\"avro_archive\" needs \"avro_hot_store\"";
+    }
+
+    if (amcf->archive && amcf->cold_store.data == NULL) {
+        return "\"avro_archive\" needs \"avro_cold_store\"";
+    }
 
     if (amcf->hot_store.data == NULL) {
         return NGX_CONF_OK;
     }
+
+    if (amcf->archive_node.data == NULL) {
+        amcf->archive_node = cf->cycle->hostname;
+    }
+
+    if (avs_name_check("avro_archive node", (const char *)
+                       amcf->archive_node.data, amcf->archive_node.len,
+                       NULL) != AVS_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "avro_archive: node \"%V\" must be a name of "
+                           "A-Z a-z 0-9 . _ - @ ~; set node=",
+                           &amcf->archive_node);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, amcf->archive_node.len + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_cpystrn(p, amcf->archive_node.data, amcf->archive_node.len + 1);
+    amcf->archive_node.data = p;
+
+    amcf->archive_tmp.len = amcf->hot_store.len + sizeof(".archive") - 1;
+    amcf->archive_tmp.data = ngx_pnalloc(cf->pool, amcf->archive_tmp.len + 1);
+    if (amcf->archive_tmp.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(amcf->archive_tmp.data, "%V.archive%Z", &amcf->hot_store);
 
     /* NULL asks for the "default" pool, added on demand like aio threads */
     amcf->thread_pool = ngx_thread_pool_add(cf,
@@ -459,6 +758,7 @@ ngx_http_avro_create_loc_conf(ngx_conf_t *cf)
 
     alcf->upload = NGX_CONF_UNSET;
     alcf->status = NGX_CONF_UNSET;
+    alcf->archive_now = NGX_CONF_UNSET;
     alcf->max_upload = NGX_CONF_UNSET_SIZE;
     alcf->max_schema = NGX_CONF_UNSET_SIZE;
     alcf->max_records = NGX_CONF_UNSET_UINT;
@@ -478,6 +778,7 @@ ngx_http_avro_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->upload, prev->upload, 0);
     ngx_conf_merge_value(conf->status, prev->status, 0);
+    ngx_conf_merge_value(conf->archive_now, prev->archive_now, 0);
 
     if (conf->dataset == NULL) {
         conf->dataset = prev->dataset;
@@ -522,6 +823,17 @@ ngx_http_avro_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
         if (conf->schema_files == prev->schema_files) {
             prev->allow = conf->allow;
+        }
+    }
+
+    if (conf->archive_now == 1) {
+        amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_avro_module);
+
+        if (!amcf->archive) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"avro_archive_now\" needs \"avro_archive\" "
+                               "in the http block");
+            return NGX_CONF_ERROR;
         }
     }
 
@@ -586,18 +898,17 @@ ngx_http_avro_free_allow(void *data)
 
 
 /*
- * The master creates the hot store's directory when it is missing and
- * gives it to the worker user, as nginx does with its temporary paths:
- * SQLite must create the -wal and -shm files next to the database.
+ * The master creates the directories the workers write to when they are
+ * missing, and gives them to the worker user, as nginx does with its
+ * temporary paths: SQLite must create its -wal and -shm files next to the
+ * database, the archiver builds files next to it, and a file: cold store
+ * is written by the workers.
  */
 static ngx_int_t
 ngx_http_avro_init_module(ngx_cycle_t *cycle)
 {
-    u_char                     *path, *slash;
-    ngx_err_t                   rc;
+    u_char                     *dir, *slash;
     ngx_uint_t                  i;
-    ngx_file_info_t             fi;
-    ngx_core_conf_t            *ccf;
     ngx_http_avro_main_conf_t  *amcf;
 
     amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_avro_module);
@@ -606,50 +917,84 @@ ngx_http_avro_init_module(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    path = ngx_pnalloc(cycle->pool, amcf->hot_store.len + 1);
+    dir = ngx_pnalloc(cycle->pool, amcf->hot_store.len + 1);
+    if (dir == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn(dir, amcf->hot_store.data, amcf->hot_store.len + 1);
+    slash = NULL;
+
+    for (i = 1; i < amcf->hot_store.len; i++) {
+        if (dir[i] == '/') {
+            slash = &dir[i];
+        }
+    }
+
+    if (slash != NULL) {
+        *slash = '\0';
+
+        if (ngx_http_avro_make_dir(cycle, dir, "avro_hot_store") != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (!amcf->archive) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_avro_make_dir(cycle, amcf->archive_tmp.data, "avro_archive")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_strncmp(amcf->cold_store.data, "file:", 5) == 0) {
+        return ngx_http_avro_make_dir(cycle, amcf->cold_store.data + 5,
+                                      "avro_cold_store");
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_avro_make_dir(ngx_cycle_t *cycle, u_char *dir, const char *what)
+{
+    size_t            len;
+    u_char           *path;
+    ngx_err_t         err;
+    ngx_file_info_t   fi;
+    ngx_core_conf_t  *ccf;
+
+    if (ngx_file_info(dir, &fi) != NGX_FILE_ERROR) {
+        return NGX_OK;
+    }
+
+    /* ngx_create_full_path() makes the parents of a file: give it one */
+
+    len = ngx_strlen(dir);
+    path = ngx_pnalloc(cycle->pool, len + 3);
     if (path == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_cpystrn(path, amcf->hot_store.data, amcf->hot_store.len + 1);
+    ngx_sprintf(path, "%s/x%Z", dir);
 
-    slash = NULL;
-
-    for (i = 1; i < amcf->hot_store.len; i++) {
-        if (path[i] == '/') {
-            slash = &path[i];
-        }
-    }
-
-    if (slash == NULL) {
-        return NGX_OK;
-    }
-
-    *slash = '\0';
-
-    if (ngx_file_info(path, &fi) != NGX_FILE_ERROR) {
-        return NGX_OK;
-    }
-
-    *slash = '/';
-
-    rc = ngx_create_full_path(path, 0700);
-    *slash = '\0';
-
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, rc,
-                      "avro_hot_store: cannot create directory \"%s\"",
-                      path);
+    err = ngx_create_full_path(path, 0700);
+    if (err != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
+                      "%s: cannot create directory \"%s\"", what, dir);
         return NGX_ERROR;
     }
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
 
     if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
-        if (chown((char *) path, ccf->user, -1) == -1) {
+        if (chown((char *) dir, ccf->user, -1) == -1) {
             ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                          "avro_hot_store: chown(\"%s\", %d) failed",
-                          path, ccf->user);
+                          "%s: chown(\"%s\", %d) failed", what, dir,
+                          ccf->user);
             return NGX_ERROR;
         }
     }
@@ -663,6 +1008,7 @@ ngx_http_avro_init_process(ngx_cycle_t *cycle)
 {
     avs_err_t                   err;
     avs_store_conf_t            sc;
+    avs_objstore_conf_t         oc;
     ngx_http_avro_main_conf_t  *amcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -701,6 +1047,29 @@ ngx_http_avro_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (!amcf->archive) {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&oc, sizeof(oc));
+    oc.url = (const char *) amcf->cold_store.data;
+    oc.endpoint = (const char *) amcf->cold_endpoint.data;
+    oc.region = (const char *) amcf->cold_region.data;
+    oc.credentials = (const char *) amcf->cold_credentials.data;
+    oc.timeout_ms = 60000;
+
+    if (avs_objstore_open(&oc, &amcf->objstore, &err) != AVS_OK) {
+        /* uploads go on; nothing is archived until a reload fixes it */
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "avro_cold_store: %s",
+                      err.msg);
+        return NGX_OK;
+    }
+
+    amcf->archiver = ngx_http_avro_archiver_create(cycle, amcf);
+    if (amcf->archiver == NULL) {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -717,6 +1086,12 @@ ngx_http_avro_exit_process(ngx_cycle_t *cycle)
     }
 
     amcf->committer = NULL;
+    amcf->archiver = NULL;
+
+    if (amcf->objstore != NULL) {
+        avs_objstore_close(amcf->objstore);
+        amcf->objstore = NULL;
+    }
 
     if (amcf->store != NULL) {
         avs_store_close(amcf->store);

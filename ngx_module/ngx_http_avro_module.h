@@ -13,11 +13,13 @@
 
 #include "avs_allow.h"
 #include "avs_ingest.h"
+#include "avs_objstore.h"
 #include "avs_schema.h"
 #include "avs_store.h"
 
 
 typedef struct ngx_http_avro_committer_s  ngx_http_avro_committer_t;
+typedef struct ngx_http_avro_archiver_s   ngx_http_avro_archiver_t;
 
 
 typedef struct {
@@ -33,16 +35,31 @@ typedef struct {
     avs_codec_t                codec;           /* of new streams */
     ngx_int_t                  level;
 
+    ngx_str_t                  cold_store;      /* file:dir or s3://b/p */
+    ngx_str_t                  cold_endpoint;
+    ngx_str_t                  cold_region;
+    ngx_str_t                  cold_credentials;
+
+    ngx_flag_t                 archive;         /* avro_archive given */
+    ngx_msec_t                 archive_interval;
+    off_t                      segment_size;
+    ngx_msec_t                 lease_ttl;
+    ngx_str_t                  archive_node;
+    ngx_str_t                  archive_tmp;
+
     /* per worker process, from init_process on */
     avs_store_t               *store;
     ngx_http_avro_committer_t *committer;
     avs_schema_cache_t        *schemas;
+    avs_objstore_t            *objstore;
+    ngx_http_avro_archiver_t  *archiver;
 } ngx_http_avro_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t                 upload;
     ngx_flag_t                 status;
+    ngx_flag_t                 archive_now;
 
     ngx_http_complex_value_t  *dataset;
     ngx_http_complex_value_t  *table;
@@ -83,6 +100,10 @@ typedef struct {
 
 ngx_int_t ngx_http_avro_upload_handler(ngx_http_request_t *r);
 void ngx_http_avro_upload_answer(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_avro_archive_now_handler(ngx_http_request_t *r);
+ngx_http_avro_archiver_t *ngx_http_avro_archiver_create(ngx_cycle_t *cycle,
+    ngx_http_avro_main_conf_t *amcf);
 
 ngx_http_avro_committer_t *ngx_http_avro_committer_create(ngx_cycle_t *cycle,
     ngx_http_avro_main_conf_t *amcf);

@@ -15,6 +15,7 @@
 typedef struct {
     avs_store_t  *store;
     const char   *path;
+    int           archive;
     avs_buf_t     body;
     avs_err_t     err;
     avs_rc_t      rc;
@@ -62,6 +63,7 @@ ngx_http_avro_status_handler(ngx_http_request_t *r)
     ctx = task->ctx;
     ctx->store = amcf->store;
     ctx->path = (const char *) amcf->hot_store.data;
+    ctx->archive = amcf->archive ? 1 : 0;
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -92,7 +94,8 @@ ngx_http_avro_status_thread(void *data, ngx_log_t *log)
 {
     ngx_http_avro_status_ctx_t *ctx = data;
 
-    ctx->rc = avs_status_json(ctx->store, ctx->path, &ctx->body, &ctx->err);
+    ctx->rc = avs_status_json(ctx->store, ctx->path, ctx->archive,
+                              &ctx->body, &ctx->err);
 }
 
 

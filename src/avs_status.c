@@ -2,13 +2,14 @@
  * Status document of the store.
  */
 
+#include "avs_archive.h"
 #include "avs_json.h"
 #include "avs_status.h"
 
 
 avs_rc_t
-avs_status_json(avs_store_t *st, const char *path, avs_buf_t *out,
-    avs_err_t *err)
+avs_status_json(avs_store_t *st, const char *path, int archive,
+    avs_buf_t *out, avs_err_t *err)
 {
     avs_store_status_t  s;
     avs_rc_t            rc;
@@ -54,7 +55,24 @@ avs_status_json(avs_store_t *st, const char *path, avs_buf_t *out,
         rc = avs_json_field_u64(out, "lock_recoveries", s.lock_recoveries);
     }
     if (rc == AVS_OK) {
-        rc = avs_json_raw(out, "}}\n");
+        rc = avs_json_raw(out, "}");
+    }
+
+    if (rc == AVS_OK && archive) {
+        rc = avs_json_raw(out, ",\"archive\":");
+
+        if (rc == AVS_OK) {
+            rc = avs_archive_status(st, out, err);
+            if (rc != AVS_OK) {
+                out->len = 0;
+                avs_json_error(out, err);
+                return rc;
+            }
+        }
+    }
+
+    if (rc == AVS_OK) {
+        rc = avs_json_raw(out, "}\n");
     }
 
     if (rc != AVS_OK) {

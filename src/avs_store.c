@@ -6,8 +6,9 @@
  * Every write and every checkpoint happens under the shared avs_lock_t and
  * inside BEGIN IMMEDIATE, so that no two connections of any process write or
  * checkpoint at the same moment (SQLite before 3.51.3 can corrupt a WAL file
- * when they do).  Checkpoints are left to SQLite's automatic checkpoint,
- * which runs inside a commit and so under the lock too.
+ * when they do).  Checkpoints are SQLite's automatic ones, which run inside
+ * a commit and so under the lock too, and avs_store_checkpoint's, which
+ * takes the lock itself.
  *
  * The write connection is opened in SQLite's serialized mode (FULLMUTEX).
  * Pool threads take turns on it under the lock, so SQLite's own mutex is
@@ -15,7 +16,10 @@
  * connection safe on the one path that uses it without the lock (closing
  * when the lock cannot be had) and against any later caller that forgets
  * the lock.  The read connection serves the status only; it is guarded by a
- * mutex of the process and never checkpoints.
+ * mutex of the process and never checkpoints.  avs_store_read lends out the
+ * connections of a small pool, opened when first needed, that never
+ * checkpoint either; a long read (the archiver's) then holds one of them
+ * and not the status.
  */
 
 #include <errno.h>
@@ -39,6 +43,8 @@
 #define AVS_STREAM_BUCKETS          1024
 #define AVS_STREAM_MAX_ENTRIES      4096
 #define AVS_STREAM_MAX_BYTES        (16 * 1024 * 1024)
+#define AVS_STORE_READERS           4
+#define AVS_STORE_CHECKPOINT_WAIT   500
 
 
 /* The prepared statements of the write connection, reused for its life. */
@@ -137,7 +143,11 @@ struct avs_store_s {
 
     pthread_mutex_t      rmutex;
     pthread_mutex_t      cache_mutex;
+    pthread_mutex_t      pool_mutex;
+    pthread_cond_t       pool_cond;
     unsigned             mutexes;           /* how many are initialized */
+    sqlite3             *readers[AVS_STORE_READERS];   /* avs_store_read */
+    unsigned             readers_busy;      /* bit i: readers[i] lent */
     avs_stream_entry_t  *buckets[AVS_STREAM_BUCKETS];
     size_t               cache_entries;
     size_t               cache_bytes;
@@ -188,6 +198,9 @@ static avs_rc_t avs_batch_store(avs_store_t *st, avs_batch_t *b,
     int64_t now, int *txn_lost);
 static void avs_batches_fail(avs_batch_t **batches, size_t n,
     const avs_err_t *err);
+static avs_rc_t avs_store_reader_get(avs_store_t *st, unsigned *slot,
+    avs_err_t *err);
+static void avs_store_reader_put(avs_store_t *st, unsigned slot);
 
 
 /* Wall-clock milliseconds, the unit of every *_at column. */
@@ -293,6 +306,20 @@ avs_store_open(const avs_store_conf_t *conf, avs_store_t **out,
 
     if (pthread_mutex_init(&st->cache_mutex, NULL) != 0) {
         rc = avs_err_set(err, AVS_EINTERNAL, "hot store: mutex init failed");
+        goto failed;
+    }
+
+    st->mutexes++;
+
+    if (pthread_mutex_init(&st->pool_mutex, NULL) != 0) {
+        rc = avs_err_set(err, AVS_EINTERNAL, "hot store: mutex init failed");
+        goto failed;
+    }
+
+    st->mutexes++;
+
+    if (pthread_cond_init(&st->pool_cond, NULL) != 0) {
+        rc = avs_err_set(err, AVS_EINTERNAL, "hot store: cond init failed");
         goto failed;
     }
 
@@ -650,6 +677,7 @@ static void
 avs_store_free(avs_store_t *st, int wait)
 {
     avs_rc_t  rc;
+    unsigned  r;
     int       i, locked;
 
     locked = 0;
@@ -667,6 +695,10 @@ avs_store_free(avs_store_t *st, int wait)
     if (st->rdb != NULL) {
         sqlite3_finalize(st->status_stmt);
         (void) sqlite3_close_v2(st->rdb);
+    }
+
+    for (r = 0; r < AVS_STORE_READERS; r++) {
+        (void) sqlite3_close_v2(st->readers[r]);
     }
 
     if (st->db != NULL) {
@@ -692,6 +724,14 @@ avs_store_free(avs_store_t *st, int wait)
         }
 
         free(st->own_lock);
+    }
+
+    if (st->mutexes > 3) {
+        pthread_cond_destroy(&st->pool_cond);
+    }
+
+    if (st->mutexes > 2) {
+        pthread_mutex_destroy(&st->pool_mutex);
     }
 
     if (st->mutexes > 1) {
@@ -1661,4 +1701,217 @@ avs_store_status(avs_store_t *st, avs_store_status_t *out, avs_err_t *err)
     out->lock_recoveries = st->lock->recoveries;
 
     return AVS_OK;
+}
+
+
+avs_rc_t
+avs_store_write(avs_store_t *st, avs_store_fn_t fn, void *arg,
+    avs_err_t *err)
+{
+    avs_rc_t  rc, frc;
+    int       src;
+
+    rc = avs_store_lock(st, st->busy_timeout_ms, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    rc = avs_store_begin(st, err);
+    if (rc != AVS_OK) {
+        avs_store_unlock(st);
+        return rc;
+    }
+
+    frc = fn(st->db, arg, err);
+
+    if (frc != AVS_OK && frc != AVS_DONE) {
+        avs_store_rollback(st);
+        avs_store_unlock(st);
+        return frc;
+    }
+
+    src = avs_store_step(st, AVS_ST_COMMIT);
+    if (src != SQLITE_OK) {
+        rc = avs_store_fail(NULL, st->db, src, "commit", err);
+        avs_store_rollback(st);
+        avs_store_unlock(st);
+        return rc;
+    }
+
+    avs_store_unlock(st);
+
+    return frc;
+}
+
+
+avs_rc_t
+avs_store_read(avs_store_t *st, avs_store_fn_t fn, void *arg,
+    avs_err_t *err)
+{
+    sqlite3   *db;
+    unsigned   slot;
+    avs_rc_t   rc;
+    int        src;
+
+    slot = 0;
+
+    rc = avs_store_reader_get(st, &slot, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    db = st->readers[slot];
+
+    src = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    if (src != SQLITE_OK) {
+        rc = avs_store_fail(NULL, db, src, "begin", err);
+        avs_store_reader_put(st, slot);
+        return rc;
+    }
+
+    rc = fn(db, arg, err);
+
+    /* a read transaction has nothing to undo: COMMIT only ends it */
+
+    src = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (src != SQLITE_OK) {
+        if (rc == AVS_OK || rc == AVS_DONE) {
+            rc = avs_store_fail(NULL, db, src, "end of read", err);
+        }
+
+        if (!sqlite3_get_autocommit(db)) {
+            (void) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        }
+    }
+
+    avs_store_reader_put(st, slot);
+
+    return rc;
+}
+
+
+/*
+ * Lends a read connection of the pool to the caller, opening it when the
+ * slot is still empty.  When every slot is lent, waits for one to come back,
+ * at most the busy timeout.
+ */
+static avs_rc_t
+avs_store_reader_get(avs_store_t *st, unsigned *slot, avs_err_t *err)
+{
+    struct timespec  deadline;
+    avs_rc_t         rc;
+    unsigned         i;
+    int              e;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += st->busy_timeout_ms / 1000;
+    deadline.tv_nsec += (long) (st->busy_timeout_ms % 1000) * 1000000;
+
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+
+    pthread_mutex_lock(&st->pool_mutex);
+
+    for ( ;; ) {
+        for (i = 0; i < AVS_STORE_READERS; i++) {
+            if (!(st->readers_busy & (1u << i))) {
+                break;
+            }
+        }
+
+        if (i < AVS_STORE_READERS) {
+            break;
+        }
+
+        e = pthread_cond_timedwait(&st->pool_cond, &st->pool_mutex,
+                                   &deadline);
+        if (e == ETIMEDOUT) {
+            pthread_mutex_unlock(&st->pool_mutex);
+            return avs_err_set(err, AVS_EBUSY,
+                               "hot store: every read connection is busy");
+        }
+    }
+
+    st->readers_busy |= 1u << i;
+
+    pthread_mutex_unlock(&st->pool_mutex);
+
+    if (st->readers[i] == NULL) {
+        rc = avs_store_open_db(st, &st->readers[i], SQLITE_OPEN_READONLY,
+                               err);
+
+        if (rc == AVS_OK
+            && sqlite3_db_config(st->readers[i],
+                                 SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL)
+               != SQLITE_OK)
+        {
+            rc = avs_store_fail(st, st->readers[i], SQLITE_ERROR,
+                                "read connection", err);
+        }
+
+        if (rc != AVS_OK) {
+            (void) sqlite3_close_v2(st->readers[i]);
+            st->readers[i] = NULL;
+            avs_store_reader_put(st, i);
+            return rc;
+        }
+    }
+
+    *slot = i;
+
+    return AVS_OK;
+}
+
+
+/* Gives a read connection back to the pool and wakes one waiter. */
+static void
+avs_store_reader_put(avs_store_t *st, unsigned slot)
+{
+    pthread_mutex_lock(&st->pool_mutex);
+    st->readers_busy &= ~(1u << slot);
+    pthread_cond_signal(&st->pool_cond);
+    pthread_mutex_unlock(&st->pool_mutex);
+}
+
+
+avs_rc_t
+avs_store_checkpoint(avs_store_t *st, avs_err_t *err)
+{
+    avs_rc_t  rc;
+    int       src, log, done;
+
+    rc = avs_store_lock(st, st->busy_timeout_ms, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    /*
+     * TRUNCATE waits for the readers of old snapshots to move on, and the
+     * uploads wait for the lock meanwhile: wait briefly, and leave what is
+     * left to the next checkpoint.
+     */
+
+    sqlite3_busy_timeout(st->db, AVS_STORE_CHECKPOINT_WAIT);
+
+    log = -1;
+    done = -1;
+
+    src = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                    &log, &done);
+
+    avs_store_unlock(st);
+
+    if ((src & 0xff) == SQLITE_BUSY) {
+        return avs_err_set(err, AVS_EBUSY,
+                           "hot store: checkpoint: readers kept %d of %d "
+                           "WAL frames", log - done, log);
+    }
+
+    if (src != SQLITE_OK) {
+        return avs_store_fail(NULL, st->db, src, "checkpoint", err);
+    }
+
+    return avs_err_set(err, AVS_OK, "checkpointed %d WAL frames", done);
 }

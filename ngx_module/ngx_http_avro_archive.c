@@ -1,0 +1,349 @@
+/*
+ * The archiver's nginx side: a timer in every worker process that runs an
+ * archive cycle in the thread pool, the avro_archive_now location, and the
+ * backoff after failures.  Which worker archives is decided by a lease in
+ * the store, not by the worker number: during a reload two generations of
+ * workers overlap, and a restart must not let two archivers run.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_avro_module.h"
+#include "avs_archive.h"
+#include "avs_json.h"
+
+
+#define NGX_HTTP_AVRO_BACKOFF_MIN  1000
+
+
+struct ngx_http_avro_archiver_s {
+    ngx_event_t                 timer;
+    ngx_thread_task_t          *task;
+    ngx_thread_pool_t          *thread_pool;
+    ngx_log_t                  *log;
+
+    avs_store_t                *store;
+    avs_objstore_t             *objstore;
+    avs_archive_conf_t          conf;
+    ngx_msec_t                  interval;
+    ngx_uint_t                  failures;
+    ngx_uint_t                  running;
+    ngx_http_request_t         *request;    /* avro_archive_now, or NULL */
+
+    avs_archive_summary_t       summary;
+    avs_err_t                   err;
+    avs_rc_t                    rc;
+    avs_rc_t                    lease_rc;
+    char                        owner[128];
+};
+
+
+static void ngx_http_avro_archive_timer(ngx_event_t *ev);
+static ngx_int_t ngx_http_avro_archive_start(ngx_http_avro_archiver_t *ar);
+static void ngx_http_avro_archive_thread(void *data, ngx_log_t *log);
+static void ngx_http_avro_archive_done(ngx_event_t *ev);
+static void ngx_http_avro_archive_schedule(ngx_http_avro_archiver_t *ar);
+static void ngx_http_avro_archive_file(void *data,
+    const avs_archive_file_t *f);
+static void ngx_http_avro_archive_now_done(ngx_http_request_t *r);
+
+
+/*
+ * Called from init_process once the store is open.  The first cycle comes
+ * soon, so that jobs a crash left pending are finished early; then one per
+ * interval.
+ */
+ngx_http_avro_archiver_t *
+ngx_http_avro_archiver_create(ngx_cycle_t *cycle,
+    ngx_http_avro_main_conf_t *amcf)
+{
+    ngx_http_avro_archiver_t  *ar;
+
+    ar = ngx_pcalloc(cycle->pool, sizeof(ngx_http_avro_archiver_t));
+    if (ar == NULL) {
+        return NULL;
+    }
+
+    ar->task = ngx_thread_task_alloc(cycle->pool, 0);
+    if (ar->task == NULL) {
+        return NULL;
+    }
+
+    ar->task->ctx = ar;
+    ar->task->handler = ngx_http_avro_archive_thread;
+    ar->task->event.data = ar;
+    ar->task->event.handler = ngx_http_avro_archive_done;
+
+    ar->thread_pool = amcf->thread_pool;
+    ar->log = cycle->log;
+    ar->store = amcf->store;
+    ar->objstore = amcf->objstore;
+    ar->interval = amcf->archive_interval;
+
+    ngx_snprintf((u_char *) ar->owner, sizeof(ar->owner) - 1, "%V:%P:%T%Z",
+                 &cycle->hostname, ngx_pid, ngx_time());
+
+    ar->conf.node = (const char *) amcf->archive_node.data;
+    ar->conf.tmp_dir = (const char *) amcf->archive_tmp.data;
+    ar->conf.segment_size = (uint64_t) amcf->segment_size;
+    ar->conf.owner = ar->owner;
+    ar->conf.lease_ttl_ms = amcf->lease_ttl;
+    ar->conf.on_file = ngx_http_avro_archive_file;
+    ar->conf.data = ar;
+
+    ar->timer.handler = ngx_http_avro_archive_timer;
+    ar->timer.data = ar;
+    ar->timer.log = cycle->log;
+    ar->timer.cancelable = 1;
+
+    ngx_add_timer(&ar->timer,
+                  ngx_min(ar->interval, 5000) + ngx_random() % 1000);
+
+    return ar;
+}
+
+
+static void
+ngx_http_avro_archive_timer(ngx_event_t *ev)
+{
+    ngx_http_avro_archiver_t *ar = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (ar->running) {
+        ngx_add_timer(&ar->timer, ar->interval);
+        return;
+    }
+
+    if (ngx_http_avro_archive_start(ar) != NGX_OK) {
+        ngx_http_avro_archive_schedule(ar);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_avro_archive_start(ngx_http_avro_archiver_t *ar)
+{
+    if (ngx_thread_task_post(ar->thread_pool, ar->task) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ar->running = 1;
+
+    return NGX_OK;
+}
+
+
+/* Runs in a pool thread: the lease, then the cycle. */
+static void
+ngx_http_avro_archive_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_avro_archiver_t *ar = data;
+
+    ngx_memzero(&ar->summary, sizeof(avs_archive_summary_t));
+    ngx_memzero(&ar->err, sizeof(avs_err_t));
+
+    ar->lease_rc = avs_archive_lease(ar->store, ar->owner,
+                                     ar->conf.lease_ttl_ms, &ar->err);
+    if (ar->lease_rc != AVS_OK) {
+        ar->rc = ar->lease_rc;
+        return;
+    }
+
+    ar->rc = avs_archive_cycle(ar->store, ar->objstore, &ar->conf,
+                               &ar->summary, &ar->err);
+
+    (void) avs_archive_release(ar->store, ar->owner, NULL);
+}
+
+
+static void
+ngx_http_avro_archive_done(ngx_event_t *ev)
+{
+    ngx_http_avro_archiver_t *ar = ev->data;
+
+    ngx_http_request_t  *r;
+
+    ar->running = 0;
+
+    if (ar->lease_rc == AVS_EBUSY) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ar->log, 0,
+                       "avro archive: another process holds the lease");
+
+    } else if (ar->rc != AVS_OK) {
+        ar->failures++;
+        ngx_log_error(NGX_LOG_ERR, ar->log, 0,
+                      "avro archive cycle failed (%ui in a row): %s",
+                      ar->failures, ar->err.msg);
+
+    } else {
+        ar->failures = 0;
+
+        if (ar->summary.files) {
+            ngx_log_error(NGX_LOG_INFO, ar->log, 0,
+                          "avro archive: %uL files, %uL uploads, "
+                          "%uL records, %uL bytes in %uL ms",
+                          ar->summary.files, ar->summary.uploads,
+                          ar->summary.records, ar->summary.bytes,
+                          ar->summary.duration_ms);
+        }
+    }
+
+    r = ar->request;
+
+    if (r != NULL) {
+        ar->request = NULL;
+        r->main->blocked--;
+        r->write_event_handler(r);
+        ngx_http_run_posted_requests(r->connection);
+    }
+
+    ngx_http_avro_archive_schedule(ar);
+}
+
+
+/*
+ * The next cycle: one interval after a success, sooner after a failure,
+ * with exponential backoff and jitter so that workers and nodes do not
+ * retry in step.  Never re-armed while nginx exits.
+ */
+static void
+ngx_http_avro_archive_schedule(ngx_http_avro_archiver_t *ar)
+{
+    ngx_msec_t  delay;
+    ngx_uint_t  shift;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (ar->failures == 0) {
+        delay = ar->interval;
+
+    } else {
+        shift = ngx_min(ar->failures - 1, 16);
+        delay = ngx_min((ngx_msec_t) NGX_HTTP_AVRO_BACKOFF_MIN << shift,
+                        ar->interval);
+        delay = delay / 2 + ngx_random() % (delay / 2 + 1);
+    }
+
+    if (ar->timer.timer_set) {
+        ngx_del_timer(&ar->timer);
+    }
+
+    ngx_add_timer(&ar->timer, delay);
+}
+
+
+/* Every committed file goes to the error log at info level. */
+static void
+ngx_http_avro_archive_file(void *data, const avs_archive_file_t *f)
+{
+    ngx_http_avro_archiver_t *ar = data;
+
+    ngx_log_error(NGX_LOG_INFO, ar->log, 0,
+                  "avro archive: stored \"%s\": %uL bytes, %uL datasets, "
+                  "%uL uploads, %uL records%s", f->key, f->size,
+                  f->datasets, f->uploads, f->records,
+                  f->recovered ? " (recovered job)" : "");
+}
+
+
+/* avro_archive_now: POST runs one cycle now and answers when it ends. */
+ngx_int_t
+ngx_http_avro_archive_now_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                   rc;
+    ngx_http_avro_archiver_t   *ar;
+    ngx_http_avro_main_conf_t  *amcf;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_http_avro_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                        "method_not_allowed",
+                                        "POST runs an archive cycle");
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_avro_module);
+    ar = amcf->archiver;
+
+    if (ar == NULL) {
+        return ngx_http_avro_send_avs_error(r, AVS_ESTORE,
+                                            "the archiver is not running, "
+                                            "see the error log");
+    }
+
+    if (ar->running) {
+        return ngx_http_avro_send_error(r, NGX_HTTP_CONFLICT, "busy",
+                                        "an archive cycle is already "
+                                        "running in this worker");
+    }
+
+    if (ngx_http_avro_archive_start(ar) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ar->request = r;
+    r->main->blocked++;
+    r->main->count++;
+    r->write_event_handler = ngx_http_avro_archive_now_done;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_avro_archive_now_done(ngx_http_request_t *r)
+{
+    avs_buf_t                   body;
+    ngx_int_t                   rc;
+    ngx_http_avro_archiver_t   *ar;
+    ngx_http_avro_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_avro_module);
+    ar = amcf->archiver;
+
+    if (ar->request == r) {
+        return;
+    }
+
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    if (ar->lease_rc == AVS_EBUSY) {
+        rc = ngx_http_avro_send_error(r, NGX_HTTP_CONFLICT, "busy",
+                                      "an archive cycle is already running "
+                                      "in another process");
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (ar->rc != AVS_OK) {
+        rc = ngx_http_avro_send_avs_error(r, ar->rc, ar->err.msg);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ngx_memzero(&body, sizeof(body));
+
+    if (avs_archive_summary_json(&ar->summary, &body) != AVS_OK
+        || avs_buf_append(&body, "\n", 1) != AVS_OK)
+    {
+        avs_buf_free(&body);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = ngx_http_avro_send_json(r, NGX_HTTP_OK, body.data, body.len);
+    avs_buf_free(&body);
+
+    ngx_http_finalize_request(r, rc);
+}

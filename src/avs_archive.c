@@ -1,0 +1,2088 @@
+/*
+ * The archive cycle: claim, build, put, commit, with the lease that keeps
+ * it to one archiver and the status that shows how it went.
+ *
+ * Exactly once rests on three facts.  A job's rows are fixed when it is
+ * claimed: the rows of one group (table, period, schema) with ids in
+ * [first_id, last_id], which only the job's own commit deletes, and which
+ * no later upload can join since ids only grow.  The file of a job is a
+ * function of its rows: the stream's header, then the rows ordered by
+ * dataset and id, so every run of the job writes the same bytes under the
+ * same key, and putting them twice is harmless.  The commit inserts the
+ * catalog rows, deletes the hot rows and closes the job in one
+ * transaction, and does nothing for a job that is already done.
+ *
+ * Memory does not depend on the batch: rows are read through one blob
+ * handle in 64 KiB pieces, and the per-dataset ranges of the block index
+ * are computed by SQLite in the commit from the same rows in the same
+ * order, not kept in memory.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "avs_archive.h"
+#include "avs_json.h"
+#include "avs_names.h"
+#include "avs_ocf.h"
+
+
+#define AVS_ARCHIVE_IO_SIZE     (64 * 1024)
+#define AVS_ARCHIVE_REKEYS      64
+
+
+/* A job as read from archive_jobs. */
+typedef struct {
+    int64_t      id;
+    char         key[AVS_ARCHIVE_KEY_MAX];
+    char         table[AVS_NAME_MAX + 1];
+    char         period[AVS_NAME_MAX + 1];
+    char         fp[17];
+    int64_t      stream_id;
+    int64_t      first_id;
+    int64_t      last_id;
+    int64_t      rows;
+    int64_t      header_bytes;
+    int64_t      data_bytes;
+    int64_t      put_attempts;
+} avs_job_t;
+
+
+/* The temporary file of a job while it is built and put. */
+typedef struct {
+    avs_job_t   *job;
+    char         path[PATH_MAX];
+    int          fd;
+    uint8_t     *io;
+    size_t       io_len;
+    int64_t      size;              /* bytes written */
+    int64_t      rows;
+    int64_t      records;
+    avs_codec_t  codec;
+} avs_build_t;
+
+
+/* One cycle's context. */
+typedef struct {
+    avs_store_t               *st;
+    avs_objstore_t            *os;
+    const avs_archive_conf_t  *conf;
+    avs_archive_summary_t     *out;
+    uint64_t                   segment_size;
+    int64_t                    cursor;      /* last job id looked at */
+    int                        crashed;     /* the hook ended the cycle */
+} avs_cycle_t;
+
+
+/* The claim transaction's state. */
+typedef struct {
+    avs_cycle_t  *cy;
+    int64_t       seq;
+    int64_t       now;
+    avs_buf_t     header;
+} avs_claim_t;
+
+
+/* What the commit transaction needs beside the job. */
+typedef struct {
+    avs_job_t    *job;
+    avs_build_t  *b;
+    const char   *node;
+    const char   *etag;
+    const char   *sha256;
+    int64_t       datasets;         /* out */
+} avs_commit_t;
+
+
+/* Arguments of the small write transactions on one job. */
+typedef struct {
+    avs_job_t    *job;
+    const char   *node;
+    const char   *error;
+} avs_job_arg_t;
+
+
+typedef struct {
+    const char   *owner;
+    uint64_t      ttl_ms;
+    int           release;
+} avs_lease_arg_t;
+
+
+typedef struct {
+    avs_cycle_t  *cy;
+    avs_job_t    *job;
+} avs_next_arg_t;
+
+
+typedef struct {
+    avs_archive_summary_t  *s;
+    const char             *node;
+    const char             *error;
+} avs_record_arg_t;
+
+
+static int64_t avs_archive_now_ms(void);
+static int64_t avs_archive_mono_ms(void);
+static avs_rc_t avs_sql_fail(sqlite3 *db, int src, const char *what,
+    avs_err_t *err);
+static avs_rc_t avs_sql_prepare(sqlite3 *db, sqlite3_stmt **stmt,
+    const char *what, avs_err_t *err, const char *sql, const char *types,
+    ...);
+static avs_rc_t avs_sql_bindv(sqlite3 *db, sqlite3_stmt *stmt,
+    const char *what, avs_err_t *err, const char *types, va_list ap);
+static avs_rc_t avs_sql_query(sqlite3 *db, sqlite3_stmt **stmt,
+    const char *what, avs_err_t *err, const char *sql, const char *types,
+    ...);
+static avs_rc_t avs_sql_exec(sqlite3 *db, int64_t *changes, const char *what,
+    avs_err_t *err, const char *sql, const char *types, ...);
+static avs_rc_t avs_sql_text(sqlite3_stmt *stmt, int col, char *out,
+    size_t size, const char *what, avs_err_t *err);
+static avs_rc_t avs_archive_lease_locked(sqlite3 *db, void *arg,
+    avs_err_t *err);
+static avs_rc_t avs_archive_run_pending(avs_cycle_t *cy, int recovered,
+    avs_err_t *err);
+static avs_rc_t avs_archive_next_job(sqlite3 *db, void *arg,
+    avs_err_t *err);
+static avs_rc_t avs_archive_claim(sqlite3 *db, void *arg, avs_err_t *err);
+static avs_rc_t avs_archive_claim_group(avs_claim_t *c, sqlite3 *db,
+    const char *table, const char *period, const char *fp, avs_err_t *err);
+static avs_rc_t avs_archive_header(sqlite3 *db, const char *sql,
+    const char *types, const void *a1, const void *a2, avs_buf_t *out,
+    int64_t *stream_id, avs_codec_t *codec, avs_err_t *err);
+static avs_rc_t avs_archive_make_key(char *key, const char *table,
+    const char *period, const char *fp, const char *node, int64_t seq,
+    avs_err_t *err);
+static avs_rc_t avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job,
+    int recovered, avs_err_t *err);
+static avs_rc_t avs_archive_build(avs_cycle_t *cy, avs_build_t *b,
+    avs_err_t *err);
+static avs_rc_t avs_archive_build_read(sqlite3 *db, void *arg,
+    avs_err_t *err);
+static avs_rc_t avs_archive_copy_rows(sqlite3 *db, avs_build_t *b,
+    avs_err_t *err);
+static avs_rc_t avs_archive_write(avs_build_t *b, const void *p, size_t n,
+    avs_err_t *err);
+static avs_rc_t avs_archive_flush(avs_build_t *b, avs_err_t *err);
+static void avs_archive_discard(avs_build_t *b, int unlink_file);
+static avs_rc_t avs_archive_put(avs_cycle_t *cy, avs_build_t *b,
+    char *etag, char *sha256, avs_err_t *err);
+static avs_rc_t avs_archive_rekey(sqlite3 *db, void *arg, avs_err_t *err);
+static avs_rc_t avs_archive_mark_put(sqlite3 *db, void *arg,
+    avs_err_t *err);
+static avs_rc_t avs_archive_commit(sqlite3 *db, void *arg, avs_err_t *err);
+static avs_rc_t avs_archive_commit_segment(sqlite3 *db, avs_commit_t *c,
+    int64_t file_id, int64_t records, int64_t now, avs_err_t *err);
+static avs_rc_t avs_archive_fail_job(sqlite3 *db, void *arg,
+    avs_err_t *err);
+static avs_rc_t avs_archive_record(sqlite3 *db, void *arg, avs_err_t *err);
+static int avs_archive_stop(avs_cycle_t *cy, avs_archive_step_t step,
+    const char *key, avs_err_t *err);
+static avs_rc_t avs_archive_status_read(sqlite3 *db, void *arg,
+    avs_err_t *err);
+
+
+/* Wall-clock milliseconds, the unit of every *_at column. */
+static int64_t
+avs_archive_now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/* Monotonic milliseconds, for durations. */
+static int64_t
+avs_archive_mono_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/*
+ * Records a SQLite failure: busy and full keep their meaning (the caller
+ * retries later), anything else is a store failure.
+ */
+static avs_rc_t
+avs_sql_fail(sqlite3 *db, int src, const char *what, avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    switch (src & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        rc = AVS_EBUSY;
+        break;
+    case SQLITE_FULL:
+        rc = AVS_EFULL;
+        break;
+    case SQLITE_NOMEM:
+        rc = AVS_ENOMEM;
+        break;
+    default:
+        rc = AVS_ESTORE;
+    }
+
+    return avs_err_set(err, rc, "archive: %s: %s", what,
+                       db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
+}
+
+
+/*
+ * Binds the arguments that types describes, one letter each: 't' a string
+ * (NULL binds NULL), 'i' an int64_t.  Strings are bound SQLITE_STATIC:
+ * they must outlive the statement's use.
+ */
+static avs_rc_t
+avs_sql_bindv(sqlite3 *db, sqlite3_stmt *stmt, const char *what,
+    avs_err_t *err, const char *types, va_list ap)
+{
+    const char  *s;
+    int          i, src;
+
+    for (i = 1; *types; types++, i++) {
+
+        if (*types == 't') {
+            s = va_arg(ap, const char *);
+            src = (s != NULL) ? sqlite3_bind_text(stmt, i, s, -1,
+                                                  SQLITE_STATIC)
+                              : sqlite3_bind_null(stmt, i);
+
+        } else {
+            src = sqlite3_bind_int64(stmt, i, va_arg(ap, int64_t));
+        }
+
+        if (src != SQLITE_OK) {
+            return avs_sql_fail(db, src, what, err);
+        }
+    }
+
+    return AVS_OK;
+}
+
+
+/* Prepares sql and binds its arguments; the caller finalizes. */
+static avs_rc_t
+avs_sql_prepare(sqlite3 *db, sqlite3_stmt **stmt, const char *what,
+    avs_err_t *err, const char *sql, const char *types, ...)
+{
+    va_list   ap;
+    avs_rc_t  rc;
+    int       src;
+
+    *stmt = NULL;
+
+    src = sqlite3_prepare_v2(db, sql, -1, stmt, NULL);
+    if (src != SQLITE_OK) {
+        return avs_sql_fail(db, src, what, err);
+    }
+
+    va_start(ap, types);
+    rc = avs_sql_bindv(db, *stmt, what, err, types, ap);
+    va_end(ap);
+
+    if (rc != AVS_OK) {
+        sqlite3_finalize(*stmt);
+        *stmt = NULL;
+    }
+
+    return rc;
+}
+
+
+/*
+ * Runs a query for its first row: AVS_OK with *stmt on that row (the
+ * caller reads it and finalizes), AVS_DONE when there is none (*stmt is
+ * then NULL).
+ */
+static avs_rc_t
+avs_sql_query(sqlite3 *db, sqlite3_stmt **stmt, const char *what,
+    avs_err_t *err, const char *sql, const char *types, ...)
+{
+    va_list   ap;
+    avs_rc_t  rc;
+    int       src;
+
+    *stmt = NULL;
+
+    src = sqlite3_prepare_v2(db, sql, -1, stmt, NULL);
+    if (src != SQLITE_OK) {
+        return avs_sql_fail(db, src, what, err);
+    }
+
+    va_start(ap, types);
+    rc = avs_sql_bindv(db, *stmt, what, err, types, ap);
+    va_end(ap);
+
+    if (rc == AVS_OK) {
+        src = sqlite3_step(*stmt);
+
+        if (src == SQLITE_ROW) {
+            return AVS_OK;
+        }
+
+        rc = (src == SQLITE_DONE) ? AVS_DONE
+                                  : avs_sql_fail(db, src, what, err);
+    }
+
+    sqlite3_finalize(*stmt);
+    *stmt = NULL;
+
+    return rc;
+}
+
+
+/* Runs a statement that returns no rows; *changes gets the rows changed. */
+static avs_rc_t
+avs_sql_exec(sqlite3 *db, int64_t *changes, const char *what,
+    avs_err_t *err, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt  *stmt;
+    va_list        ap;
+    avs_rc_t       rc;
+    int            src;
+
+    src = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+    if (src != SQLITE_OK) {
+        return avs_sql_fail(db, src, what, err);
+    }
+
+    va_start(ap, types);
+    rc = avs_sql_bindv(db, stmt, what, err, types, ap);
+    va_end(ap);
+
+    if (rc == AVS_OK) {
+        src = sqlite3_step(stmt);
+
+        if (src == SQLITE_DONE) {
+            if (changes != NULL) {
+                *changes = sqlite3_changes64(db);
+            }
+
+        } else {
+            rc = avs_sql_fail(db, src, what, err);
+        }
+    }
+
+    sqlite3_finalize(stmt);
+
+    return rc;
+}
+
+
+/* Copies a text column that must be there and must fit. */
+static avs_rc_t
+avs_sql_text(sqlite3_stmt *stmt, int col, char *out, size_t size,
+    const char *what, avs_err_t *err)
+{
+    const unsigned char  *s;
+    int                   n;
+
+    s = sqlite3_column_text(stmt, col);
+    n = sqlite3_column_bytes(stmt, col);
+
+    if (s == NULL || n < 0 || (size_t) n >= size) {
+        return avs_err_set(err, AVS_ESTORE,
+                           "archive: %s: column %d is missing or too long",
+                           what, col + 1);
+    }
+
+    memcpy(out, s, (size_t) n + 1);
+
+    return AVS_OK;
+}
+
+
+avs_rc_t
+avs_archive_lease(avs_store_t *st, const char *owner, uint64_t ttl_ms,
+    avs_err_t *err)
+{
+    avs_lease_arg_t  a;
+
+    if (owner == NULL || owner[0] == '\0' || ttl_ms == 0
+        || ttl_ms > INT64_MAX / 2)
+    {
+        return avs_err_set(err, AVS_EINTERNAL,
+                           "archive lease: no owner or no time");
+    }
+
+    a.owner = owner;
+    a.ttl_ms = ttl_ms;
+    a.release = 0;
+
+    return avs_store_write(st, avs_archive_lease_locked, &a, err);
+}
+
+
+avs_rc_t
+avs_archive_release(avs_store_t *st, const char *owner, avs_err_t *err)
+{
+    avs_lease_arg_t  a;
+
+    if (owner == NULL) {
+        return AVS_OK;
+    }
+
+    a.owner = owner;
+    a.ttl_ms = 0;
+    a.release = 1;
+
+    return avs_store_write(st, avs_archive_lease_locked, &a, err);
+}
+
+
+/*
+ * Takes, renews or gives up the lease in the write transaction.  The lease
+ * is another owner's only while it has not expired: an archiver that died
+ * holding it delays the next one by at most its ttl.
+ */
+static avs_rc_t
+avs_archive_lease_locked(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_lease_arg_t  *a = arg;
+    sqlite3_stmt     *stmt;
+    const char       *holder;
+    avs_rc_t          rc;
+    int64_t           now, expires;
+    int               ours;
+
+    rc = avs_sql_query(db, &stmt, "lease", err,
+                       "SELECT owner, expires_at FROM archive_lease"
+                       " WHERE id = 1", "");
+    if (rc != AVS_OK) {
+        return (rc == AVS_DONE)
+               ? avs_err_set(err, AVS_ESTORE, "archive lease: no row")
+               : rc;
+    }
+
+    now = avs_archive_now_ms();
+    holder = (const char *) sqlite3_column_text(stmt, 0);
+    expires = sqlite3_column_int64(stmt, 1);
+    ours = (holder != NULL && strcmp(holder, a->owner) == 0);
+
+    if (!ours && holder != NULL && expires > now && !a->release) {
+        rc = avs_err_set(err, AVS_EBUSY,
+                         "archive lease held by \"%.64s\" for %" PRId64
+                         " ms more", holder, expires - now);
+        sqlite3_finalize(stmt);
+        return rc;
+    }
+
+    sqlite3_finalize(stmt);
+
+    if (a->release) {
+        if (!ours) {
+            return AVS_OK;
+        }
+
+        return avs_sql_exec(db, NULL, "lease release", err,
+                            "UPDATE archive_lease SET owner = NULL,"
+                            " expires_at = 0 WHERE id = 1", "");
+    }
+
+    return avs_sql_exec(db, NULL, "lease", err,
+                        "UPDATE archive_lease SET owner = ?1,"
+                        " acquired_at = CASE WHEN owner IS ?1"
+                        " THEN acquired_at ELSE ?2 END,"
+                        " expires_at = ?3 WHERE id = 1",
+                        "tii", a->owner, now,
+                        now + (int64_t) a->ttl_ms);
+}
+
+
+avs_rc_t
+avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
+    const avs_archive_conf_t *conf, avs_archive_summary_t *out,
+    avs_err_t *err)
+{
+    avs_record_arg_t  rec;
+    avs_cycle_t       cy;
+    avs_claim_t       claim;
+    avs_err_t         e;
+    avs_rc_t          rc;
+    int64_t           start;
+
+    memset(out, 0, sizeof(avs_archive_summary_t));
+    out->started_ms = avs_archive_now_ms();
+    start = avs_archive_mono_ms();
+
+    if (conf == NULL || conf->node == NULL || conf->tmp_dir == NULL
+        || conf->tmp_dir[0] == '\0')
+    {
+        out->rc = avs_err_set(err, AVS_EINTERNAL,
+                              "archive: no node name or no temp directory");
+        return out->rc;
+    }
+
+    rc = avs_name_check("archive node name", conf->node, strlen(conf->node),
+                        err);
+    if (rc != AVS_OK) {
+        out->rc = rc;
+        return rc;
+    }
+
+    memset(&cy, 0, sizeof(avs_cycle_t));
+    cy.st = st;
+    cy.os = os;
+    cy.conf = conf;
+    cy.out = out;
+    cy.segment_size = conf->segment_size ? conf->segment_size
+                                         : AVS_ARCHIVE_SEGMENT_SIZE;
+
+    /* a) the jobs a crash or a failure left pending go first */
+
+    rc = avs_archive_run_pending(&cy, 1, err);
+
+    /* b) then the rows nobody has claimed yet */
+
+    if (rc == AVS_OK) {
+        memset(&claim, 0, sizeof(avs_claim_t));
+        claim.cy = &cy;
+        claim.now = avs_archive_now_ms();
+
+        rc = avs_store_write(st, avs_archive_claim, &claim, err);
+        avs_buf_free(&claim.header);
+
+        if (rc == AVS_OK && avs_archive_stop(&cy, AVS_ARCHIVE_CLAIMED, NULL,
+                                             err))
+        {
+            rc = err->rc;
+        }
+    }
+
+    /* c) to f) for each of them */
+
+    if (rc == AVS_OK) {
+        rc = avs_archive_run_pending(&cy, 0, err);
+    }
+
+    out->rc = rc;
+
+    if (cy.crashed) {
+        return rc;
+    }
+
+    out->duration_ms = (uint64_t) (avs_archive_mono_ms() - start);
+
+    rec.s = out;
+    rec.node = conf->node;
+    rec.error = (rc == AVS_OK) ? NULL : err->msg;
+
+    if (avs_store_write(st, avs_archive_record, &rec, &e) != AVS_OK
+        && rc == AVS_OK)
+    {
+        rc = e.rc;
+        out->rc = rc;
+
+        if (err != NULL) {
+            *err = e;
+        }
+    }
+
+    /* the cycle deleted many rows: give the WAL back (busy is not an
+     * error, the next checkpoint goes further) */
+
+    (void) avs_store_checkpoint(st, &e);
+
+    if (rc == AVS_OK) {
+        avs_err_set(err, AVS_OK, "archived %" PRIu64 " files",
+                    out->files);
+    }
+
+    return rc;
+}
+
+
+/*
+ * Runs the pending jobs after the cursor, oldest first, one at a time
+ * (the next one is looked up when the last one is finished, so nothing
+ * grows with their number).  Stops at the first failure.
+ */
+static avs_rc_t
+avs_archive_run_pending(avs_cycle_t *cy, int recovered, avs_err_t *err)
+{
+    avs_next_arg_t  a;
+    avs_job_t       job;
+    avs_rc_t        rc;
+
+    a.cy = cy;
+    a.job = &job;
+
+    for ( ;; ) {
+        rc = avs_store_read(cy->st, avs_archive_next_job, &a, err);
+
+        if (rc == AVS_DONE) {
+            return AVS_OK;
+        }
+
+        if (rc != AVS_OK) {
+            return rc;
+        }
+
+        cy->cursor = job.id;
+
+        rc = avs_archive_run_job(cy, &job, recovered, err);
+        if (rc != AVS_OK) {
+            return rc;
+        }
+    }
+}
+
+
+/* Reads the first pending job after the cursor: AVS_DONE when none. */
+static avs_rc_t
+avs_archive_next_job(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_next_arg_t  *a = arg;
+    sqlite3_stmt    *stmt;
+    avs_job_t       *job;
+    avs_rc_t         rc;
+
+    job = a->job;
+
+    rc = avs_sql_query(db, &stmt, "next job", err,
+                       "SELECT id, key, table_name, period_tag,"
+                       " schema_fingerprint, stream_id, first_id, last_id,"
+                       " row_count, header_bytes, data_bytes, put_attempts"
+                       " FROM archive_jobs WHERE state = 'pending'"
+                       " AND id > ?1 ORDER BY id LIMIT 1",
+                       "i", a->cy->cursor);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    memset(job, 0, sizeof(avs_job_t));
+    job->id = sqlite3_column_int64(stmt, 0);
+
+    rc = avs_sql_text(stmt, 1, job->key, sizeof(job->key), "job", err);
+    if (rc == AVS_OK) {
+        rc = avs_sql_text(stmt, 2, job->table, sizeof(job->table), "job",
+                          err);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_sql_text(stmt, 3, job->period, sizeof(job->period), "job",
+                          err);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_sql_text(stmt, 4, job->fp, sizeof(job->fp), "job", err);
+    }
+
+    job->stream_id = sqlite3_column_int64(stmt, 5);
+    job->first_id = sqlite3_column_int64(stmt, 6);
+    job->last_id = sqlite3_column_int64(stmt, 7);
+    job->rows = sqlite3_column_int64(stmt, 8);
+    job->header_bytes = sqlite3_column_int64(stmt, 9);
+    job->data_bytes = sqlite3_column_int64(stmt, 10);
+    job->put_attempts = sqlite3_column_int64(stmt, 11);
+
+    sqlite3_finalize(stmt);
+
+    return rc;
+}
+
+
+/*
+ * The claim, one write transaction: every group of unclaimed hot rows
+ * becomes one or more pending jobs, each with the next key of the node's
+ * sequence.  The groups come from the archive index of buffer_logs, which
+ * holds their columns, so listing them reads no row.
+ */
+static avs_rc_t
+avs_archive_claim(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_claim_t   *c = arg;
+    sqlite3_stmt  *groups;
+    avs_rc_t       rc;
+    char           table[AVS_NAME_MAX + 1], period[AVS_NAME_MAX + 1];
+    char           fp[17];
+    int            src;
+
+    rc = avs_sql_query(db, &groups, "sequence", err,
+                       "SELECT next_sequence FROM archive_state"
+                       " WHERE id = 1", "");
+    if (rc != AVS_OK) {
+        return (rc == AVS_DONE)
+               ? avs_err_set(err, AVS_ESTORE, "archive: no state row")
+               : rc;
+    }
+
+    c->seq = sqlite3_column_int64(groups, 0);
+    sqlite3_finalize(groups);
+
+    rc = avs_sql_prepare(db, &groups, "groups", err,
+                         "SELECT DISTINCT table_name, period_tag,"
+                         " schema_fingerprint FROM buffer_logs"
+                         " ORDER BY 1, 2, 3", "");
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    while ((src = sqlite3_step(groups)) == SQLITE_ROW) {
+
+        if (avs_sql_text(groups, 0, table, sizeof(table), "group", err)
+            != AVS_OK
+            || avs_sql_text(groups, 1, period, sizeof(period), "group", err)
+               != AVS_OK
+            || avs_sql_text(groups, 2, fp, sizeof(fp), "group", err)
+               != AVS_OK)
+        {
+            /* such names cannot come from the upload path: leave them */
+            c->cy->out->skipped++;
+            continue;
+        }
+
+        rc = avs_archive_claim_group(c, db, table, period, fp, err);
+        if (rc != AVS_OK) {
+            sqlite3_finalize(groups);
+            return rc;
+        }
+    }
+
+    if (src != SQLITE_DONE) {
+        rc = avs_sql_fail(db, src, "groups", err);
+        sqlite3_finalize(groups);
+        return rc;
+    }
+
+    sqlite3_finalize(groups);
+
+    return avs_sql_exec(db, NULL, "sequence", err,
+                        "UPDATE archive_state SET next_sequence = ?1,"
+                        " node = ?2 WHERE id = 1",
+                        "it", c->seq, c->cy->conf->node);
+}
+
+
+/*
+ * Cuts the unclaimed rows of one group into jobs, in id order: a job takes
+ * rows while the header and their data fit in segment_size (and max_rows
+ * is not reached).  A job always takes at least one row, so a single upload
+ * larger than segment_size gets a file of its own, the one file that may
+ * pass the size.  The unclaimed rows are those above the newest pending
+ * claim of the group: below it every row is pending already (ids grow,
+ * claims take rows in order) or archived and gone.
+ */
+static avs_rc_t
+avs_archive_claim_group(avs_claim_t *c, sqlite3 *db, const char *table,
+    const char *period, const char *fp, avs_err_t *err)
+{
+    const avs_archive_conf_t  *conf;
+    sqlite3_stmt              *stmt;
+    avs_codec_t                codec;
+    avs_rc_t                   rc;
+    int64_t                    after, first, last, n, bytes, len, budget;
+    int64_t                    stream_id;
+    char                       key[AVS_ARCHIVE_KEY_MAX];
+    int                        src;
+
+    conf = c->cy->conf;
+
+    if (avs_name_check("table", table, strlen(table), NULL) != AVS_OK
+        || avs_name_check("period", period, strlen(period), NULL) != AVS_OK
+        || strspn(fp, "0123456789abcdef") != 16)
+    {
+        c->cy->out->skipped++;
+        return AVS_OK;
+    }
+
+    rc = avs_archive_header(db, "SELECT s.id, s.codec, s.sync,"
+                            " sc.schema_json FROM streams s"
+                            " JOIN schemas sc"
+                            " ON sc.fingerprint = s.schema_fingerprint"
+                            " WHERE s.table_name = ?1"
+                            " AND s.schema_fingerprint = ?2",
+                            "tt", table, fp, &c->header, &stream_id, &codec,
+                            err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    budget = (c->header.len < c->cy->segment_size)
+             ? (int64_t) (c->cy->segment_size - c->header.len) : 0;
+
+    rc = avs_sql_query(db, &stmt, "claimed", err,
+                       "SELECT coalesce(max(last_id), 0) FROM archive_jobs"
+                       " WHERE state = 'pending' AND table_name = ?1"
+                       " AND period_tag = ?2 AND schema_fingerprint = ?3",
+                       "ttt", table, period, fp);
+    if (rc != AVS_OK) {
+        return (rc == AVS_DONE) ? AVS_OK : rc;
+    }
+
+    after = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+
+    for ( ;; ) {
+        rc = avs_sql_prepare(db, &stmt, "claim rows", err,
+                             "SELECT id, length(data) FROM buffer_logs"
+                             " WHERE table_name = ?1 AND period_tag = ?2"
+                             " AND schema_fingerprint = ?3 AND id > ?4"
+                             " ORDER BY id",
+                             "ttti", table, period, fp, after);
+        if (rc != AVS_OK) {
+            return rc;
+        }
+
+        n = 0;
+        bytes = 0;
+        first = 0;
+        last = 0;
+
+        while ((src = sqlite3_step(stmt)) == SQLITE_ROW) {
+            len = sqlite3_column_int64(stmt, 1);
+
+            if (n > 0
+                && (bytes + len > budget
+                    || (conf->max_rows != 0
+                        && (uint64_t) n >= conf->max_rows)))
+            {
+                src = SQLITE_DONE;
+                break;
+            }
+
+            if (n == 0) {
+                first = sqlite3_column_int64(stmt, 0);
+            }
+
+            last = sqlite3_column_int64(stmt, 0);
+            bytes += len;
+            n++;
+        }
+
+        if (src != SQLITE_DONE) {
+            rc = avs_sql_fail(db, src, "claim rows", err);
+            sqlite3_finalize(stmt);
+            return rc;
+        }
+
+        sqlite3_finalize(stmt);
+
+        if (n == 0) {
+            return AVS_OK;
+        }
+
+        rc = avs_archive_make_key(key, table, period, fp, conf->node, c->seq,
+                                  err);
+        if (rc != AVS_OK) {
+            return rc;
+        }
+
+        rc = avs_sql_exec(db, NULL, "claim", err,
+                          "INSERT INTO archive_jobs (key, table_name,"
+                          " period_tag, schema_fingerprint, stream_id,"
+                          " first_id, last_id, row_count, header_bytes,"
+                          " data_bytes, created_at)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+                          " ?10, ?11)",
+                          "ttttiiiiiii", key, table, period, fp, stream_id,
+                          first, last, n, (int64_t) c->header.len, bytes,
+                          c->now);
+        if (rc != AVS_OK) {
+            return rc;
+        }
+
+        c->seq++;
+        c->cy->out->claimed++;
+        after = last;
+    }
+}
+
+
+/*
+ * Builds the OCF header of a stream into out (replacing what it held):
+ * the schema text as first uploaded, the stream's codec and sync marker.
+ * The same stream always gives the same bytes.  The query selects the
+ * stream's id, codec, sync and schema_json, with two text arguments or
+ * one integer (a1 then points to an int64_t).
+ */
+static avs_rc_t
+avs_archive_header(sqlite3 *db, const char *sql, const char *types,
+    const void *a1, const void *a2, avs_buf_t *out, int64_t *stream_id,
+    avs_codec_t *codec, avs_err_t *err)
+{
+    sqlite3_stmt  *stmt;
+    const char    *name, *json;
+    const void    *sync;
+    avs_rc_t       rc;
+
+    if (types[0] == 'i') {
+        rc = avs_sql_query(db, &stmt, "stream", err, sql, "i",
+                           *(const int64_t *) a1);
+    } else {
+        rc = avs_sql_query(db, &stmt, "stream", err, sql, "tt",
+                           (const char *) a1, (const char *) a2);
+    }
+
+    if (rc != AVS_OK) {
+        return (rc == AVS_DONE)
+               ? avs_err_set(err, AVS_ESTORE, "archive: a stream is missing")
+               : rc;
+    }
+
+    *stream_id = sqlite3_column_int64(stmt, 0);
+    name = (const char *) sqlite3_column_text(stmt, 1);
+    sync = sqlite3_column_blob(stmt, 2);
+    json = (const char *) sqlite3_column_text(stmt, 3);
+
+    if (name == NULL || json == NULL || sync == NULL
+        || sqlite3_column_bytes(stmt, 2) != AVS_SYNC_SIZE
+        || avs_codec_from_name(name, strlen(name), codec) != AVS_OK)
+    {
+        rc = avs_err_set(err, AVS_ESTORE,
+                         "archive: stream %" PRId64 " is damaged",
+                         *stream_id);
+        sqlite3_finalize(stmt);
+        return rc;
+    }
+
+    out->len = 0;
+
+    rc = avs_ocf_write_header(out, json,
+                              (size_t) sqlite3_column_bytes(stmt, 3),
+                              *codec, sync);
+
+    sqlite3_finalize(stmt);
+
+    if (rc != AVS_OK) {
+        return avs_err_set(err, rc, "archive: cannot build a header");
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * The object key of a job: {table}/{period}/{fp}/{node}-{seq}.avro, only
+ * from checked names (the store adds its own prefix).  The sequence is
+ * zero-padded so that a listing sorts in claim order.
+ */
+static avs_rc_t
+avs_archive_make_key(char *key, const char *table, const char *period,
+    const char *fp, const char *node, int64_t seq, avs_err_t *err)
+{
+    int  n;
+
+    n = snprintf(key, AVS_ARCHIVE_KEY_MAX, "%s/%s/%s/%s-%08" PRId64 ".avro",
+                 table, period, fp, node, seq);
+
+    if (n < 0 || n >= AVS_ARCHIVE_KEY_MAX) {
+        return avs_err_set(err, AVS_EINTERNAL, "archive: key too long");
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * Runs one job through build, put and commit.  A failure is recorded on
+ * the job (it stays pending) and ends the cycle; AVS_EBUSY from the lease
+ * or from another archiver building the same job is not a failure of the
+ * job and is not recorded.
+ */
+static avs_rc_t
+avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
+    avs_err_t *err)
+{
+    const avs_archive_conf_t  *conf;
+    avs_archive_file_t         f;
+    avs_job_arg_t              fa;
+    avs_commit_t               c;
+    avs_build_t                b;
+    avs_err_t                  e;
+    avs_rc_t                   rc;
+    char                       etag[128], sha256[65];
+    char                      *p;
+    int                        n;
+
+    conf = cy->conf;
+
+    if (conf->owner != NULL) {
+        rc = avs_archive_lease(cy->st, conf->owner,
+                               conf->lease_ttl_ms ? conf->lease_ttl_ms
+                                                  : 60000, err);
+        if (rc != AVS_OK) {
+            return rc;
+        }
+    }
+
+    memset(&b, 0, sizeof(avs_build_t));
+    b.job = job;
+    b.fd = -1;
+
+    n = snprintf(b.path, sizeof(b.path), "%s/avs-archive-%s.tmp",
+                 conf->tmp_dir, job->key);
+
+    if (n < 0 || (size_t) n >= sizeof(b.path)) {
+        return avs_err_set(err, AVS_EINTERNAL,
+                           "archive: temp path too long");
+    }
+
+    /* one flat file per key in the temp directory */
+
+    for (p = b.path + strlen(conf->tmp_dir) + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '_';
+        }
+    }
+
+    /* c) build */
+
+    rc = avs_archive_build(cy, &b, err);
+
+    if (rc == AVS_DONE || rc == AVS_EBUSY) {
+
+        /* done by another archiver meanwhile, or being built by one */
+
+        avs_archive_discard(&b, 0);
+        return (rc == AVS_DONE) ? AVS_OK : rc;
+    }
+
+    if (rc != AVS_OK) {
+        goto failed;
+    }
+
+    if (avs_archive_stop(cy, AVS_ARCHIVE_BUILT, job->key, err)) {
+        avs_archive_discard(&b, 0);
+        return err->rc;
+    }
+
+    /* d) put */
+
+    etag[0] = '\0';
+    sha256[0] = '\0';
+
+    rc = avs_archive_put(cy, &b, etag, sha256, err);
+
+    if (rc == AVS_DONE) {
+        avs_archive_discard(&b, 1);
+        return AVS_OK;
+    }
+
+    if (rc != AVS_OK) {
+        goto failed;
+    }
+
+    if (avs_archive_stop(cy, AVS_ARCHIVE_PUT, job->key, err)) {
+        avs_archive_discard(&b, 0);
+        return err->rc;
+    }
+
+    /* e) commit */
+
+    memset(&c, 0, sizeof(avs_commit_t));
+    c.job = job;
+    c.b = &b;
+    c.node = conf->node;
+    c.etag = etag;
+    c.sha256 = sha256;
+
+    rc = avs_store_write(cy->st, avs_archive_commit, &c, err);
+
+    if (rc == AVS_DONE) {
+        avs_archive_discard(&b, 1);
+        return AVS_OK;
+    }
+
+    if (rc != AVS_OK) {
+        goto failed;
+    }
+
+    if (avs_archive_stop(cy, AVS_ARCHIVE_COMMITTED, job->key, err)) {
+        avs_archive_discard(&b, 0);
+        return err->rc;
+    }
+
+    /* f) the temporary file goes */
+
+    avs_archive_discard(&b, 1);
+
+    cy->out->files++;
+    cy->out->datasets += (uint64_t) c.datasets;
+    cy->out->uploads += (uint64_t) b.rows;
+    cy->out->records += (uint64_t) b.records;
+    cy->out->bytes += (uint64_t) b.size;
+    cy->out->recovered += (recovered != 0);
+
+    if (conf->on_file != NULL) {
+        f.key = job->key;
+        f.size = (uint64_t) b.size;
+        f.datasets = (uint64_t) c.datasets;
+        f.uploads = (uint64_t) b.rows;
+        f.records = (uint64_t) b.records;
+        f.etag = etag;
+        f.sha256 = sha256;
+        f.recovered = recovered;
+
+        conf->on_file(conf->data, &f);
+    }
+
+    return AVS_OK;
+
+failed:
+
+    avs_archive_discard(&b, 1);
+
+    fa.job = job;
+    fa.node = conf->node;
+    fa.error = err->msg;
+
+    (void) avs_store_write(cy->st, avs_archive_fail_job, &fa, &e);
+
+    return rc;
+}
+
+
+/*
+ * Calls the test hook after a step; when it says stop, the cycle ends
+ * there without another write, as a crash would end it.
+ */
+static int
+avs_archive_stop(avs_cycle_t *cy, avs_archive_step_t step, const char *key,
+    avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    if (cy->conf->hook == NULL) {
+        return 0;
+    }
+
+    rc = cy->conf->hook(cy->conf->data, step, key);
+    if (rc == AVS_OK) {
+        return 0;
+    }
+
+    avs_err_set(err, rc, "archive: stopped after step %d of %s", (int) step,
+                key ? key : "the claim");
+    cy->crashed = 1;
+
+    return 1;
+}
+
+
+/*
+ * Builds the job's file in the temporary directory: opened without
+ * truncation, then locked, then truncated, so that an archiver that lost
+ * its lease but still builds the same job is never written over (the
+ * second one gets AVS_EBUSY).  The lock is held until the file is
+ * discarded.  The file is synced before it is put.
+ */
+static avs_rc_t
+avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    b->fd = open(b->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+    if (b->fd == -1) {
+        return avs_err_set(err, AVS_ESTORE, "archive: open %s: %s", b->path,
+                           strerror(errno));
+    }
+
+    if (flock(b->fd, LOCK_EX | LOCK_NB) == -1) {
+        if (errno == EWOULDBLOCK) {
+            return avs_err_set(err, AVS_EBUSY,
+                               "archive: %s is being built by another "
+                               "process", b->job->key);
+        }
+
+        return avs_err_set(err, AVS_ESTORE, "archive: flock %s: %s",
+                           b->path, strerror(errno));
+    }
+
+    if (ftruncate(b->fd, 0) == -1) {
+        return avs_err_set(err, AVS_ESTORE, "archive: truncate %s: %s",
+                           b->path, strerror(errno));
+    }
+
+    b->io = malloc(AVS_ARCHIVE_IO_SIZE);
+    if (b->io == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
+    }
+
+    rc = avs_store_read(cy->st, avs_archive_build_read, b, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    rc = avs_archive_flush(b, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (fsync(b->fd) == -1) {
+        return avs_err_set(err, AVS_ESTORE, "archive: fsync %s: %s",
+                           b->path, strerror(errno));
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * The read transaction of the build: one snapshot for the job's state, the
+ * header and the rows.  A job found done was committed by another
+ * archiver: AVS_DONE, nothing to build.
+ */
+static avs_rc_t
+avs_archive_build_read(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_build_t   *b = arg;
+    sqlite3_stmt  *stmt;
+    avs_buf_t      header;
+    avs_rc_t       rc;
+    int64_t        stream_id;
+    int            done;
+
+    rc = avs_sql_query(db, &stmt, "job state", err,
+                       "SELECT state = 'done' FROM archive_jobs"
+                       " WHERE id = ?1", "i", b->job->id);
+    if (rc != AVS_OK) {
+        return (rc == AVS_DONE)
+               ? avs_err_set(err, AVS_ESTORE, "archive: job %" PRId64
+                             " vanished", b->job->id)
+               : rc;
+    }
+
+    done = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+
+    if (done) {
+        return AVS_DONE;
+    }
+
+    memset(&header, 0, sizeof(avs_buf_t));
+
+    rc = avs_archive_header(db, "SELECT s.id, s.codec, s.sync,"
+                            " sc.schema_json FROM streams s"
+                            " JOIN schemas sc"
+                            " ON sc.fingerprint = s.schema_fingerprint"
+                            " WHERE s.id = ?1",
+                            "i", &b->job->stream_id, NULL, &header,
+                            &stream_id, &b->codec, err);
+
+    if (rc == AVS_OK && (int64_t) header.len != b->job->header_bytes) {
+        rc = avs_err_set(err, AVS_EINTERNAL,
+                         "archive: %s: header is %zu bytes, the claim "
+                         "counted %" PRId64, b->job->key, header.len,
+                         b->job->header_bytes);
+    }
+
+    if (rc == AVS_OK) {
+        rc = avs_archive_write(b, header.data, header.len, err);
+    }
+
+    avs_buf_free(&header);
+
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    return avs_archive_copy_rows(db, b, err);
+}
+
+
+/*
+ * Appends the job's rows to the file, each dataset's uploads together and
+ * in upload order, reading each blob in pieces through one blob handle
+ * moved from row to row.  The rows must be exactly those the claim
+ * counted, or the file would not be the job's.
+ */
+static avs_rc_t
+avs_archive_copy_rows(sqlite3 *db, avs_build_t *b, avs_err_t *err)
+{
+    sqlite3_stmt  *stmt;
+    sqlite3_blob  *blob;
+    avs_job_t     *job;
+    avs_rc_t       rc;
+    int64_t        id, data;
+    int            src, len, off, n;
+    uint8_t       *piece;
+
+    job = b->job;
+    blob = NULL;
+    data = 0;
+
+    piece = malloc(AVS_ARCHIVE_IO_SIZE);
+    if (piece == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
+    }
+
+    rc = avs_sql_prepare(db, &stmt, "job rows", err,
+                         "SELECT id, record_count FROM buffer_logs"
+                         " WHERE table_name = ?1 AND period_tag = ?2"
+                         " AND schema_fingerprint = ?3"
+                         " AND id BETWEEN ?4 AND ?5"
+                         " ORDER BY dataset_id, id",
+                         "tttii", job->table, job->period, job->fp,
+                         job->first_id, job->last_id);
+    if (rc != AVS_OK) {
+        free(piece);
+        return rc;
+    }
+
+    while ((src = sqlite3_step(stmt)) == SQLITE_ROW) {
+        id = sqlite3_column_int64(stmt, 0);
+        b->records += sqlite3_column_int64(stmt, 1);
+        b->rows++;
+
+        src = (blob == NULL)
+              ? sqlite3_blob_open(db, "main", "buffer_logs", "data", id, 0,
+                                  &blob)
+              : sqlite3_blob_reopen(blob, id);
+
+        if (src != SQLITE_OK) {
+            rc = avs_sql_fail(db, src, "row blob", err);
+            goto done;
+        }
+
+        len = sqlite3_blob_bytes(blob);
+        data += len;
+
+        for (off = 0; off < len; off += n) {
+            n = (len - off < AVS_ARCHIVE_IO_SIZE) ? len - off
+                                                  : AVS_ARCHIVE_IO_SIZE;
+
+            src = sqlite3_blob_read(blob, piece, n, off);
+            if (src != SQLITE_OK) {
+                rc = avs_sql_fail(db, src, "row read", err);
+                goto done;
+            }
+
+            rc = avs_archive_write(b, piece, (size_t) n, err);
+            if (rc != AVS_OK) {
+                goto done;
+            }
+        }
+    }
+
+    if (src != SQLITE_DONE) {
+        rc = avs_sql_fail(db, src, "job rows", err);
+        goto done;
+    }
+
+    if (b->rows != job->rows || data != job->data_bytes) {
+        rc = avs_err_set(err, AVS_EINTERNAL,
+                         "archive: %s: found %" PRId64 " rows of %" PRId64
+                         " bytes, the claim took %" PRId64 " of %" PRId64,
+                         job->key, b->rows, data, job->rows,
+                         job->data_bytes);
+    }
+
+done:
+
+    if (blob != NULL) {
+        (void) sqlite3_blob_close(blob);
+    }
+
+    sqlite3_finalize(stmt);
+    free(piece);
+
+    return rc;
+}
+
+
+/* Appends to the file through the buffer. */
+static avs_rc_t
+avs_archive_write(avs_build_t *b, const void *p, size_t n, avs_err_t *err)
+{
+    avs_rc_t  rc;
+    size_t    k;
+
+    while (n > 0) {
+        if (b->io_len == AVS_ARCHIVE_IO_SIZE) {
+            rc = avs_archive_flush(b, err);
+            if (rc != AVS_OK) {
+                return rc;
+            }
+        }
+
+        k = AVS_ARCHIVE_IO_SIZE - b->io_len;
+        k = (n < k) ? n : k;
+
+        memcpy(b->io + b->io_len, p, k);
+        b->io_len += k;
+        b->size += (int64_t) k;
+        p = (const uint8_t *) p + k;
+        n -= k;
+    }
+
+    return AVS_OK;
+}
+
+
+/* Writes the buffer out, whatever short writes and signals do. */
+static avs_rc_t
+avs_archive_flush(avs_build_t *b, avs_err_t *err)
+{
+    ssize_t  w;
+    size_t   off;
+
+    for (off = 0; off < b->io_len; off += (size_t) w) {
+        w = write(b->fd, b->io + off, b->io_len - off);
+
+        if (w < 0 && errno == EINTR) {
+            w = 0;
+            continue;
+        }
+
+        if (w <= 0) {
+            return avs_err_set(err, errno == ENOSPC ? AVS_EFULL : AVS_ESTORE,
+                               "archive: write %s: %s", b->path,
+                               w ? strerror(errno) : "nothing written");
+        }
+    }
+
+    b->io_len = 0;
+
+    return AVS_OK;
+}
+
+
+/*
+ * Ends the life of a temporary file: removed, unless a simulated crash
+ * leaves it (the next run truncates it), then closed, which drops the
+ * lock.  A store that moved the file already is fine.
+ */
+static void
+avs_archive_discard(avs_build_t *b, int unlink_file)
+{
+    if (unlink_file && b->fd != -1) {
+        (void) unlink(b->path);
+    }
+
+    if (b->fd != -1) {
+        (void) close(b->fd);
+        b->fd = -1;
+    }
+
+    free(b->io);
+    b->io = NULL;
+}
+
+
+/*
+ * Puts the file under the job's key.  Before the job's first PUT an object
+ * already there was not written by this job: it is another node's (same
+ * node name) or this node's from a database started anew, and it is never
+ * overwritten; the job takes the next key instead.  The PUT is counted
+ * before it starts, so that a PUT whose answer was lost is repeated under
+ * the same key, with the same bytes.  AVS_DONE: another archiver finished
+ * the job meanwhile.
+ */
+static avs_rc_t
+avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
+    avs_err_t *err)
+{
+    avs_job_arg_t   a;
+    avs_job_t      *job;
+    avs_err_t       e;
+    avs_rc_t        rc;
+    uint64_t        size;
+    int             rekeys;
+
+    job = b->job;
+    a.job = job;
+    a.node = cy->conf->node;
+    a.error = NULL;
+
+    for (rekeys = 0; job->put_attempts == 0; rekeys++) {
+
+        rc = avs_objstore_head(cy->os, job->key, &size, etag, &e);
+
+        if (rc == AVS_DONE) {
+            break;
+        }
+
+        if (rc != AVS_OK) {
+            return avs_err_set(err, rc, "archive: head %s: %s", job->key,
+                               e.msg);
+        }
+
+        if (rekeys == AVS_ARCHIVE_REKEYS) {
+            return avs_err_set(err, AVS_ESTORE,
+                               "archive: %s and %d keys after it exist "
+                               "already: is another node named \"%s\"?",
+                               job->key, AVS_ARCHIVE_REKEYS, a.node);
+        }
+
+        rc = avs_store_write(cy->st, avs_archive_rekey, &a, err);
+        if (rc != AVS_OK) {
+            return rc;
+        }
+    }
+
+    rc = avs_store_write(cy->st, avs_archive_mark_put, &a, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    job->put_attempts++;
+    etag[0] = '\0';
+
+    rc = avs_objstore_put_file(cy->os, job->key, b->path, etag, sha256, &e);
+    if (rc != AVS_OK) {
+        return avs_err_set(err, rc, "archive: put %s: %s", job->key, e.msg);
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * Gives a job that never started a PUT the next key of the sequence,
+ * because its own key is taken by an object it did not write.
+ */
+static avs_rc_t
+avs_archive_rekey(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_job_arg_t  *a = arg;
+    sqlite3_stmt   *stmt;
+    avs_job_t      *job;
+    avs_rc_t        rc;
+    int64_t         seq, changes;
+    char            key[AVS_ARCHIVE_KEY_MAX];
+
+    job = a->job;
+
+    rc = avs_sql_query(db, &stmt, "sequence", err,
+                       "SELECT next_sequence FROM archive_state"
+                       " WHERE id = 1", "");
+    if (rc != AVS_OK) {
+        return (rc == AVS_DONE)
+               ? avs_err_set(err, AVS_ESTORE, "archive: no state row")
+               : rc;
+    }
+
+    seq = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+
+    rc = avs_archive_make_key(key, job->table, job->period, job->fp,
+                              a->node, seq, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    rc = avs_sql_exec(db, &changes, "rekey", err,
+                      "UPDATE archive_jobs SET key = ?1"
+                      " WHERE id = ?2 AND state = 'pending'"
+                      " AND put_attempts = 0",
+                      "ti", key, job->id);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (changes != 1) {
+        return avs_err_set(err, AVS_EBUSY,
+                           "archive: job %" PRId64 " changed meanwhile",
+                           job->id);
+    }
+
+    rc = avs_sql_exec(db, NULL, "sequence", err,
+                      "UPDATE archive_state SET next_sequence = ?1"
+                      " WHERE id = 1", "i", seq + 1);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    memcpy(job->key, key, sizeof(key));
+
+    return AVS_OK;
+}
+
+
+/* Counts the PUT about to start; AVS_DONE if the job is done already. */
+static avs_rc_t
+avs_archive_mark_put(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_job_arg_t  *a = arg;
+    avs_rc_t        rc;
+    int64_t         changes;
+
+    rc = avs_sql_exec(db, &changes, "put count", err,
+                      "UPDATE archive_jobs SET put_attempts ="
+                      " put_attempts + 1"
+                      " WHERE id = ?1 AND state = 'pending'",
+                      "i", a->job->id);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    return (changes == 1) ? AVS_OK : AVS_DONE;
+}
+
+
+/* Records a failed run on the job, which stays pending. */
+static avs_rc_t
+avs_archive_fail_job(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_job_arg_t  *a = arg;
+
+    return avs_sql_exec(db, NULL, "job failure", err,
+                        "UPDATE archive_jobs SET attempts = attempts + 1,"
+                        " last_error = ?1"
+                        " WHERE id = ?2 AND state = 'pending'",
+                        "ti", a->error, a->job->id);
+}
+
+
+/*
+ * The commit, one write transaction: the file, its block index, its
+ * segment of the logical file, the history, the deletion of the hot rows
+ * and the end of the job.  A reader's snapshot has either the hot rows or
+ * their index, never both or neither.
+ *
+ * The block index is computed from the job's rows, still there: per
+ * dataset, in the build's order, its bytes start where the previous
+ * dataset's end, after the header.  A dataset with no bytes (uploads
+ * without records) gets no range: there is nothing to read.
+ */
+static avs_rc_t
+avs_archive_commit(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_commit_t  *c = arg;
+    sqlite3_stmt  *stmt;
+    avs_build_t   *b;
+    avs_job_t     *job;
+    avs_rc_t       rc;
+    int64_t        now, file_id, changes, records, bytes;
+    int            done;
+
+    b = c->b;
+    job = c->job;
+    now = avs_archive_now_ms();
+
+    rc = avs_sql_query(db, &stmt, "job state", err,
+                       "SELECT state = 'done' FROM archive_jobs"
+                       " WHERE id = ?1", "i", job->id);
+    if (rc != AVS_OK) {
+        return (rc == AVS_DONE)
+               ? avs_err_set(err, AVS_ESTORE, "archive: job %" PRId64
+                             " vanished", job->id)
+               : rc;
+    }
+
+    done = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+
+    if (done) {
+        return AVS_DONE;
+    }
+
+    rc = avs_sql_exec(db, NULL, "file", err,
+                      "INSERT INTO archived_files (file_path, file_size,"
+                      " compression_codec, created_at, last_modified_at,"
+                      " etag, sha256, table_name, period_tag,"
+                      " schema_fingerprint, record_count)"
+                      " VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9,"
+                      " ?10)",
+                      "titittttti", job->key, b->size,
+                      avs_codec_name(b->codec), now,
+                      c->etag[0] ? c->etag : NULL,
+                      c->sha256[0] ? c->sha256 : NULL,
+                      job->table, job->period, job->fp, b->records);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    file_id = sqlite3_last_insert_rowid(db);
+
+    rc = avs_sql_exec(db, &changes, "block index", err,
+                      "INSERT INTO block_indexes (dataset_id, table_name,"
+                      " file_id, start_byte, length, record_count,"
+                      " start_timestamp, end_timestamp, period_tag,"
+                      " schema_fingerprint, created_at)"
+                      " SELECT dataset_id, ?1, ?6,"
+                      " ?7 + sum(len) OVER (ORDER BY dataset_id"
+                      " ROWS UNBOUNDED PRECEDING) - len,"
+                      " len, recs, t0, t1, ?2, ?3, ?8"
+                      " FROM (SELECT dataset_id, sum(length(data)) AS len,"
+                      " sum(record_count) AS recs, min(timestamp) AS t0,"
+                      " max(timestamp) AS t1 FROM buffer_logs"
+                      " WHERE table_name = ?1 AND period_tag = ?2"
+                      " AND schema_fingerprint = ?3"
+                      " AND id BETWEEN ?4 AND ?5 GROUP BY dataset_id)"
+                      " WHERE len > 0 ORDER BY dataset_id",
+                      "tttiiiii", job->table, job->period, job->fp,
+                      job->first_id, job->last_id, file_id,
+                      job->header_bytes, now);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    c->datasets = changes;
+
+    rc = avs_sql_query(db, &stmt, "block index", err,
+                       "SELECT coalesce(sum(length), 0),"
+                       " coalesce(sum(record_count), 0)"
+                       " FROM block_indexes WHERE file_id = ?1",
+                       "i", file_id);
+    if (rc != AVS_OK) {
+        return (rc == AVS_DONE) ? AVS_EINTERNAL : rc;
+    }
+
+    bytes = sqlite3_column_int64(stmt, 0);
+    records = sqlite3_column_int64(stmt, 1);
+    sqlite3_finalize(stmt);
+
+    if (bytes != job->data_bytes || records != b->records
+        || job->header_bytes + bytes != b->size)
+    {
+        return avs_err_set(err, AVS_EINTERNAL,
+                           "archive: %s: the index covers %" PRId64
+                           " bytes and %" PRId64 " records, the file has %"
+                           PRId64 " and %" PRId64, job->key, bytes, records,
+                           b->size - job->header_bytes, b->records);
+    }
+
+    rc = avs_archive_commit_segment(db, c, file_id, records, now, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    rc = avs_sql_exec(db, &changes, "delete hot rows", err,
+                      "DELETE FROM buffer_logs"
+                      " WHERE table_name = ?1 AND period_tag = ?2"
+                      " AND schema_fingerprint = ?3"
+                      " AND id BETWEEN ?4 AND ?5",
+                      "tttii", job->table, job->period, job->fp,
+                      job->first_id, job->last_id);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (changes != job->rows) {
+        return avs_err_set(err, AVS_EINTERNAL,
+                           "archive: %s: %" PRId64 " hot rows to delete, "
+                           "the claim took %" PRId64, job->key, changes,
+                           job->rows);
+    }
+
+    return avs_sql_exec(db, NULL, "job done", err,
+                        "UPDATE archive_jobs SET state = 'done',"
+                        " finished_at = ?1, record_count = ?2,"
+                        " file_id = ?3, last_error = NULL WHERE id = ?4",
+                        "iiii", now, records, file_id, job->id);
+}
+
+
+/*
+ * Adds the file as the next segment of its logical file (created by the
+ * first one) and writes what was appended into the history.
+ */
+static avs_rc_t
+avs_archive_commit_segment(sqlite3 *db, avs_commit_t *c, int64_t file_id,
+    int64_t records, int64_t now, avs_err_t *err)
+{
+    sqlite3_stmt  *stmt;
+    avs_job_t     *job;
+    const char    *action, *etag;
+    avs_rc_t       rc;
+    int64_t        parent, segment;
+    char           file_key[AVS_ARCHIVE_KEY_MAX];
+    int            n;
+
+    job = c->job;
+    etag = c->etag[0] ? c->etag : NULL;
+
+    n = snprintf(file_key, sizeof(file_key), "%s/%s/%s", job->table,
+                 job->period, job->fp);
+    if (n < 0 || (size_t) n >= sizeof(file_key)) {
+        return avs_err_set(err, AVS_EINTERNAL, "archive: key too long");
+    }
+
+    rc = avs_sql_query(db, &stmt, "logical file", err,
+                       "SELECT id, segment_count FROM avro_files"
+                       " WHERE file_key = ?1", "t", file_key);
+
+    if (rc == AVS_OK) {
+        parent = sqlite3_column_int64(stmt, 0);
+        segment = sqlite3_column_int64(stmt, 1) + 1;
+        sqlite3_finalize(stmt);
+        action = "append";
+
+        rc = avs_sql_exec(db, NULL, "logical file", err,
+                          "UPDATE avro_files SET current_size ="
+                          " current_size + ?1, segment_count = ?2,"
+                          " is_segmented = (?2 > 1), last_appended_at = ?3,"
+                          " last_etag = ?4, content_hash = ?5,"
+                          " uploaded_by = ?6 WHERE id = ?7",
+                          "iiitttі" + 0 == NULL ? "" : "iiittti",
+                          c->b->size, segment, now, etag,
+                          c->sha256[0] ? c->sha256 : NULL, c->node, parent);
+
+    } else if (rc == AVS_DONE) {
+        segment = 1;
+        action = "create";
+
+        rc = avs_sql_exec(db, NULL, "logical file", err,
+                          "INSERT INTO avro_files (file_key, dataset_id,"
+                          " table_name, period_tag, schema_fingerprint,"
+                          " current_size, is_segmented, segment_count,"
+                          " created_at, last_appended_at, last_etag,"
+                          " content_hash, uploaded_by)"
+                          " VALUES (?1, NULL, ?2, ?3, ?4, ?5, 0, 1, ?6, ?6,"
+                          " ?7, ?8, ?9)",
+                          "ttttiittt", file_key, job->table, job->period,
+                          job->fp, c->b->size, now, etag,
+                          c->sha256[0] ? c->sha256 : NULL, c->node);
+        parent = sqlite3_last_insert_rowid(db);
+    }
+
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    rc = avs_sql_exec(db, NULL, "segment", err,
+                      "INSERT INTO avro_segments (parent_file_key,"
+                      " parent_file_id, segment_number, segment_key, file_id,"
+                      " segment_size, record_count, etag, created_at)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                      "tiitiiiti", file_key, parent, segment, job->key,
+                      file_id, c->b->size, records, etag, now);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    return avs_sql_exec(db, NULL, "history", err,
+                        "INSERT INTO avro_append_history (file_key,"
+                        " segment_number, segment_key, action,"
+                        " appended_bytes, record_count, dataset_count,"
+                        " upload_count, appended_at, job_id)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        "tittiiiiii", file_key, segment, job->key, action,
+                        c->b->size, records, c->datasets, job->rows, now,
+                        job->id);
+}
+
+
+/*
+ * Records how the cycle ended: the summary as JSON, the failure count
+ * (back to 0 after a cycle that succeeded) and the error.
+ */
+static avs_rc_t
+avs_archive_record(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_record_arg_t  *a = arg;
+    sqlite3_stmt      *stmt;
+    avs_buf_t          json;
+    avs_rc_t           rc;
+
+    rc = avs_sql_query(db, &stmt, "pending jobs", err,
+                       "SELECT count(*) FROM archive_jobs"
+                       " WHERE state = 'pending'", "");
+    if (rc != AVS_OK) {
+        return (rc == AVS_DONE) ? AVS_EINTERNAL : rc;
+    }
+
+    a->s->pending = (uint64_t) sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+
+    memset(&json, 0, sizeof(avs_buf_t));
+
+    rc = avs_archive_summary_json(a->s, &json);
+    if (rc == AVS_OK) {
+        rc = avs_buf_append(&json, "", 1);
+    }
+
+    if (rc != AVS_OK) {
+        avs_buf_free(&json);
+        return avs_err_set(err, rc, "archive: cannot write the summary");
+    }
+
+    rc = avs_sql_exec(db, NULL, "cycle record", err,
+                      "UPDATE archive_state SET node = ?1,"
+                      " last_cycle_at = ?2, last_cycle = ?3,"
+                      " last_error = ?4,"
+                      " failures = CASE WHEN ?4 IS NULL THEN 0"
+                      " ELSE failures + 1 END,"
+                      " cycles = cycles + 1 WHERE id = 1",
+                      "titt", a->node, a->s->started_ms,
+                      (const char *) json.data, a->error);
+
+    avs_buf_free(&json);
+
+    return rc;
+}
+
+
+avs_rc_t
+avs_archive_summary_json(const avs_archive_summary_t *s, avs_buf_t *out)
+{
+    avs_rc_t  rc;
+
+    rc = avs_json_raw(out, "{");
+    if (rc == AVS_OK) {
+        rc = avs_json_field_i64(out, "started_at", s->started_ms);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "duration_ms", s->duration_ms);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "files", s->files);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "datasets", s->datasets);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "uploads", s->uploads);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "records", s->records);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "bytes", s->bytes);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "claimed_jobs", s->claimed);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "recovered_jobs", s->recovered);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "pending_jobs", s->pending);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "skipped_groups", s->skipped);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_str(out, "result", avs_rc_name(s->rc));
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_raw(out, "}");
+    }
+
+    return rc;
+}
+
+
+avs_rc_t
+avs_archive_status(avs_store_t *st, avs_buf_t *out, avs_err_t *err)
+{
+    return avs_store_read(st, avs_archive_status_read, out, err);
+}
+
+
+/*
+ * The status in one read transaction, so that its numbers agree: the
+ * counters of archive_state, then totals of the catalog and the jobs.
+ * last_cycle is this module's own JSON and is copied as it is.
+ */
+static avs_rc_t
+avs_archive_status_read(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_buf_t     *out = arg;
+    sqlite3_stmt  *stmt;
+    const char    *s;
+    avs_rc_t       rc, wrc;
+
+    rc = avs_sql_query(db, &stmt, "status", err,
+                       "SELECT a.last_cycle_at, a.last_cycle, a.last_error,"
+                       " a.failures, a.cycles,"
+                       " (SELECT count(*) FROM archived_files),"
+                       " (SELECT coalesce(sum(file_size), 0)"
+                       " FROM archived_files),"
+                       " (SELECT coalesce(sum(record_count), 0)"
+                       " FROM archived_files),"
+                       " (SELECT count(*) FROM avro_segments),"
+                       " (SELECT count(*) FROM avro_files),"
+                       " (SELECT count(*) FROM archive_jobs"
+                       " WHERE state = 'pending'),"
+                       " (SELECT coalesce(sum(row_count), 0)"
+                       " FROM archive_jobs WHERE state = 'pending'),"
+                       " l.owner, l.expires_at"
+                       " FROM archive_state a, archive_lease l"
+                       " WHERE a.id = 1 AND l.id = 1", "");
+    if (rc != AVS_OK) {
+        return (rc == AVS_DONE)
+               ? avs_err_set(err, AVS_ESTORE, "archive: no state row")
+               : rc;
+    }
+
+    wrc = avs_json_raw(out, "{");
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "last_cycle_at",
+                                 sqlite3_column_int64(stmt, 0));
+    }
+    if (wrc == AVS_OK) {
+        s = (const char *) sqlite3_column_text(stmt, 1);
+        wrc = avs_json_raw(out, ",\"last_cycle\":%s", s ? s : "null");
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_str(out, "last_error",
+                                 (const char *) sqlite3_column_text(stmt, 2));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "consecutive_failures",
+                                 sqlite3_column_int64(stmt, 3));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "cycles",
+                                 sqlite3_column_int64(stmt, 4));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "files",
+                                 sqlite3_column_int64(stmt, 5));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "bytes",
+                                 sqlite3_column_int64(stmt, 6));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "records",
+                                 sqlite3_column_int64(stmt, 7));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "segments",
+                                 sqlite3_column_int64(stmt, 8));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "logical_files",
+                                 sqlite3_column_int64(stmt, 9));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "pending_jobs",
+                                 sqlite3_column_int64(stmt, 10));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "pending_uploads",
+                                 sqlite3_column_int64(stmt, 11));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_raw(out, ",\"lease\":{");
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_str(out, "owner",
+                                 (const char *) sqlite3_column_text(stmt,
+                                                                    12));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_field_i64(out, "expires_at",
+                                 sqlite3_column_int64(stmt, 13));
+    }
+    if (wrc == AVS_OK) {
+        wrc = avs_json_raw(out, "}}");
+    }
+
+    sqlite3_finalize(stmt);
+
+    if (wrc != AVS_OK) {
+        return avs_err_set(err, wrc, "archive: cannot write the status");
+    }
+
+    return AVS_OK;
+}
