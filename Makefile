@@ -42,7 +42,8 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
 	@command -v npm > /dev/null || { apt-get update && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
-	@[ -d node_modules/avsc ] || npm ci --no-audit --no-fund
+	@[ -d node_modules/avsc ] && [ -d node_modules/s3rver ] \
+	    || npm ci --no-audit --no-fund
 
 $(BUILD)/gen/avs_migrations.c: $(wildcard sql/*.sql) tools/embed-sql.sh
 	@mkdir -p $(dir $@)

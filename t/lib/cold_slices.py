@@ -5,7 +5,10 @@ file, so that any Avro reader can check that the range holds exactly that
 dataset's records.  Prints one JSON line per row:
 {"index", "dataset", "table", "period", "key", "records", "slice"}.
 
-  cold_slices.py DATABASE COLD_DIR OUT_DIR
+  cold_slices.py DATABASE COLD_DIR OUT_DIR [SUFFIX]
+
+SUFFIX is appended to each object's path (the S3 test server keeps an
+object KEY in the file KEY._S3rver_object).
 """
 
 import json
@@ -20,6 +23,8 @@ import avro_util  # noqa: E402
 
 def main():
     db, cold, out = sys.argv[1:4]
+    suffix = sys.argv[4] if len(sys.argv) > 4 else ''
+
     os.makedirs(out, exist_ok=True)
     con = sqlite3.connect('file:%s?mode=ro' % db, uri=True, timeout=10)
     rows = con.execute(
@@ -29,7 +34,7 @@ def main():
     headers = {}
     for (iid, ds, table, period, key, start, length, count) in rows:
         if key not in headers:
-            with open(os.path.join(cold, key), 'rb') as f:
+            with open(os.path.join(cold, key) + suffix, 'rb') as f:
                 data = f.read()
             headers[key] = (data[:avro_util.parse_ocf(data)['header_len']],
                             data)

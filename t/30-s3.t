@@ -1,0 +1,132 @@
+#!/usr/bin/perl
+# The s3:// cold store against a real S3-compatible server (s3rver from
+# the npm registry, pinned in package.json): the C tests of the backend,
+# then nginx archiving to it; every object read back by python3-avro and
+# every block index range decoded to exactly its dataset's records.
+
+use strict;
+use warnings;
+use Test::More;
+use IO::Socket::INET;
+use JSON::PP;
+use Time::HiRes qw(sleep);
+use lib 't/lib';
+use AvroTest::Nginx;
+
+my $ROOT = $AvroTest::Nginx::ROOT;
+my $S3RVER = "$ROOT/node_modules/.bin/s3rver";
+-x $S3RVER or BAIL_OUT("s3rver is not installed: run npm ci");
+
+my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
+my $s3dir = $t->path('s3');
+mkdir $s3dir;
+
+# a free port for the S3 server
+my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+    Listen => 1, ReuseAddr => 1) or die $!;
+my $port = $sock->sockport;
+close $sock;
+
+my $pid = fork // die "fork: $!";
+if ($pid == 0) {
+    open STDOUT, '>', $t->path('logs/s3rver.log');
+    open STDERR, '>&', \*STDOUT;
+    exec $S3RVER, '-d', $s3dir, '-a', '127.0.0.1', '-p', $port,
+        '--configure-bucket', 'bucket';
+    exit 127;
+}
+END { kill 'TERM', $pid if $pid; }
+
+for (1 .. 100) {
+    last if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port);
+    sleep 0.1;
+}
+
+sub write_file {
+    my ($path, $text) = @_;
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh $text;
+    close $fh;
+    chmod 0644, $path;
+    return $path;
+}
+
+my $cred = write_file($t->path('var/s3.cred'),
+    "# test server\naccess_key_id=S3RVER\nsecret_access_key=S3RVER\n");
+my $bad = write_file($t->path('var/bad.cred'),
+    "[default]\naws_access_key_id = NOPE\naws_secret_access_key = S3RVER\n");
+
+subtest 'backend' => sub {
+    local $ENV{AVS_S3_ENDPOINT} = "http://127.0.0.1:$port";
+    local $ENV{AVS_S3_CREDENTIALS} = $cred;
+    local $ENV{AVS_S3_BAD_CREDENTIALS} = $bad;
+    my $r = AvroTest::Nginx::run_cmd("$ROOT/build/unit/objstore_s3");
+    is $r->{exit}, 0, 'build/unit/objstore_s3 passes' or diag $r->{out};
+    unlike $r->{out}, qr/^not ok/m, 'no failed check';
+    like $r->{out}, qr/^1\.\.\d+$/m, 'ran its plan';
+};
+
+$t->write_conf(<<"CONF");
+worker_processes 2;
+events {}
+http {
+    avro_hot_store  %%PREFIX%%/var/hot/hot.db;
+    avro_cold_store s3://bucket/archive endpoint=http://127.0.0.1:$port
+                    region=us-east-1 credentials=$cred;
+    avro_archive    interval=1h segment_size=24k node=n2;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /upload  { avro_upload; }
+        location = /archive { avro_archive_now; }
+    }
+}
+CONF
+$t->run;
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<:raw', $f or die "$f: $!";
+    local $/;
+    return <$fh>;
+}
+
+my (%want, $records);
+my $seed = 100;
+for my $round (1 .. 2) {
+    for my $ds (map { "s3user$_" } 1 .. 4) {
+        my $f = $t->avro_gen(table => 'own_ship', records => 6, codec => 'deflate',
+            seed => ++$seed);
+        my $r = $t->post("/upload?dataset_id=$ds&table=own_ship&period_tag=p2",
+            'application/avro', slurp($f));
+        is $r->{status}, 201, "upload $ds $round";
+        push @{ $want{$ds}{own_ship} }, @{ $t->avro_dump($f) };
+        $records += 6;
+    }
+}
+
+my $r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 200, 'archive to S3: 200' or diag $r->{content};
+is $r->{json}{records}, $records, "$records records archived";
+is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'no hot row left';
+
+my $files = $t->sqlite('SELECT file_path, etag FROM archived_files');
+for my $f (@$files) {
+    my $obj = "$s3dir/bucket/archive/$f->{file_path}._S3rver_object";
+    ok -f $obj, "object archive/$f->{file_path} is in the bucket";
+    ok length($f->{etag} // ''), 'its ETag is recorded';
+}
+
+my $lines = AvroTest::Nginx::run_cmd($AvroTest::Nginx::PYTHON,
+    "$AvroTest::Nginx::LIB/cold_slices.py", $t->path('var/hot/hot.db'),
+    "$s3dir/bucket/archive", $t->path('var/slices'), '._S3rver_object');
+is $lines->{exit}, 0, 'slices' or diag $lines->{err};
+my %got;
+for my $line (split /\n/, $lines->{out}) {
+    my $s = decode_json($line);
+    push @{ $got{ $s->{dataset} }{ $s->{table} } }, @{ $t->avro_dump($s->{slice}) };
+}
+is_deeply \%got, \%want, 'index ranges hold exactly each dataset\'s records';
+
+is_deeply [$t->check_log_clean], [], 'error log clean';
+done_testing;
