@@ -1,6 +1,6 @@
 /*
- * Object stores the archiver writes to.  One interface; the file: backend
- * (a local directory) is here; the S3 backend (S3, R2, MinIO) is to come.
+ * Object stores the archiver writes to.  One interface, two backends: file:
+ * (a local directory) and s3:// (S3, R2, MinIO, path-style, SigV4).
  * Keys are relative to the store's prefix and are built by the caller from
  * validated names; they are checked once more here.  Every function can
  * wait on disk or network: call them off the event loop.
