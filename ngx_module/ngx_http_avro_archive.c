@@ -199,6 +199,7 @@ ngx_http_avro_archive_done(ngx_event_t *ev)
     if (r != NULL) {
         ar->request = NULL;
         r->main->blocked--;
+        ngx_http_avro_busy(-1);
         r->write_event_handler(r);
         ngx_http_run_posted_requests(r->connection);
     }
@@ -294,6 +295,7 @@ ngx_http_avro_archive_now_handler(ngx_http_request_t *r)
 
     ar->request = r;
     r->main->blocked++;
+    ngx_http_avro_busy(1);
     r->main->count++;
     r->write_event_handler = ngx_http_avro_archive_now_done;
 

@@ -78,6 +78,7 @@ ngx_http_avro_commit(ngx_http_avro_committer_t *cm,
     ctx->request->main->blocked++;
     ctx->request->write_event_handler = ngx_http_avro_upload_answer;
     ctx->waiting = 1;
+    ngx_http_avro_busy(1);
 
     if (cm->running) {
         return NGX_OK;
@@ -183,6 +184,7 @@ ngx_http_avro_commit_done(ngx_event_t *ev)
 
         ctx->waiting = 0;
         r->main->blocked--;
+        ngx_http_avro_busy(-1);
         r->write_event_handler(r);
         ngx_http_run_posted_requests(c);
     }

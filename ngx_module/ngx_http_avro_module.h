@@ -120,6 +120,7 @@ ngx_int_t ngx_http_avro_send_avs_error(ngx_http_request_t *r, avs_rc_t rc,
 ngx_int_t ngx_http_avro_post_task(ngx_http_request_t *r,
     ngx_thread_task_t *task, ngx_http_event_handler_pt done);
 void ngx_http_avro_task_done(ngx_event_t *ev);
+void ngx_http_avro_busy(ngx_int_t delta);
 
 
 extern ngx_module_t  ngx_http_avro_module;

@@ -14,6 +14,39 @@
 
 static ngx_str_t  ngx_http_avro_json_type = ngx_string("application/json");
 
+/*
+ * A worker that exits gracefully leaves as soon as no timer is left, but a
+ * request waiting for a pool thread (a commit, an archive cycle) has none:
+ * while any such work is in flight, this timer keeps the worker alive.
+ */
+static ngx_event_t  ngx_http_avro_busy_ev;
+static ngx_uint_t   ngx_http_avro_busy_n;
+
+
+static void
+ngx_http_avro_busy_handler(ngx_event_t *ev)
+{
+    ngx_add_timer(ev, 86400000);
+}
+
+
+void
+ngx_http_avro_busy(ngx_int_t delta)
+{
+    ngx_http_avro_busy_n += delta;
+
+    if (ngx_http_avro_busy_n > 0 && !ngx_http_avro_busy_ev.timer_set) {
+        ngx_http_avro_busy_ev.handler = ngx_http_avro_busy_handler;
+        ngx_http_avro_busy_ev.log = ngx_cycle->log;
+        ngx_add_timer(&ngx_http_avro_busy_ev, 86400000);
+
+    } else if (ngx_http_avro_busy_n == 0
+               && ngx_http_avro_busy_ev.timer_set)
+    {
+        ngx_del_timer(&ngx_http_avro_busy_ev);
+    }
+}
+
 
 ngx_int_t
 ngx_http_avro_send_json(ngx_http_request_t *r, ngx_uint_t status,
@@ -161,6 +194,7 @@ ngx_http_avro_post_task(ngx_http_request_t *r, ngx_thread_task_t *task,
     r->main->blocked++;
     r->aio = 1;
     r->write_event_handler = done;
+    ngx_http_avro_busy(1);
 
     return NGX_OK;
 }
@@ -182,6 +216,7 @@ ngx_http_avro_task_done(ngx_event_t *ev)
 
     r->main->blocked--;
     r->aio = 0;
+    ngx_http_avro_busy(-1);
 
     r->write_event_handler(r);
 
