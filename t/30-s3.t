@@ -7,54 +7,20 @@
 use strict;
 use warnings;
 use Test::More;
-use IO::Socket::INET;
 use JSON::PP;
-use Time::HiRes qw(sleep);
 use lib 't/lib';
 use AvroTest::Nginx;
+use AvroTest::S3;
 
 my $ROOT = $AvroTest::Nginx::ROOT;
-my $S3RVER = "$ROOT/node_modules/.bin/s3rver";
--x $S3RVER or BAIL_OUT("s3rver is not installed: run npm ci");
-
 my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
-my $s3dir = $t->path('s3');
-mkdir $s3dir;
+my $s3 = AvroTest::S3->new($t);
+my ($port, $s3dir, $cred) = ($s3->port, $s3->dir, $s3->credentials);
 
-# a free port for the S3 server
-my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-    Listen => 1, ReuseAddr => 1) or die $!;
-my $port = $sock->sockport;
-close $sock;
-
-my $pid = fork // die "fork: $!";
-if ($pid == 0) {
-    open STDOUT, '>', $t->path('logs/s3rver.log');
-    open STDERR, '>&', \*STDOUT;
-    exec $S3RVER, '-d', $s3dir, '-a', '127.0.0.1', '-p', $port,
-        '--configure-bucket', 'bucket';
-    exit 127;
-}
-END { kill 'TERM', $pid if $pid; }
-
-for (1 .. 100) {
-    last if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port);
-    sleep 0.1;
-}
-
-sub write_file {
-    my ($path, $text) = @_;
-    open my $fh, '>', $path or die "$path: $!";
-    print $fh $text;
-    close $fh;
-    chmod 0644, $path;
-    return $path;
-}
-
-my $cred = write_file($t->path('var/s3.cred'),
-    "# test server\naccess_key_id=S3RVER\nsecret_access_key=S3RVER\n");
-my $bad = write_file($t->path('var/bad.cred'),
-    "[default]\naws_access_key_id = NOPE\naws_secret_access_key = S3RVER\n");
+my $bad = $t->path('var/bad.cred');
+open my $bfh, '>', $bad or die $!;
+print $bfh "[default]\naws_access_key_id = NOPE\naws_secret_access_key = S3RVER\n";
+close $bfh;
 
 subtest 'backend' => sub {
     local $ENV{AVS_S3_ENDPOINT} = "http://127.0.0.1:$port";

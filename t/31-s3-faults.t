@@ -1,0 +1,97 @@
+#!/usr/bin/perl
+# The S3 store failing behind a fault-injecting proxy: 5xx answers, dropped
+# connections, and a PUT whose answer is lost after the object was stored.
+# Meanwhile uploads are accepted; each failure is logged with the key and
+# the store's answer; once the store is back everything is archived, and
+# nothing twice.
+
+use strict;
+use warnings;
+use Test::More;
+use JSON::PP;
+use lib 't/lib';
+use AvroTest::Nginx;
+use AvroTest::S3;
+
+my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
+my $s3 = AvroTest::S3->new($t);
+my $proxy = $s3->proxy;
+my $cred = $s3->credentials;
+
+$t->write_conf(<<"CONF");
+worker_processes 1;
+events {}
+http {
+    avro_hot_store  %%PREFIX%%/var/hot/hot.db;
+    avro_cold_store s3://bucket/faults endpoint=http://127.0.0.1:$proxy
+                    credentials=$cred;
+    avro_archive    interval=1h node=f1;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /upload  { avro_upload; }
+        location = /archive { avro_archive_now; }
+        location = /status  { avro_status; }
+    }
+}
+CONF
+$t->run;
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<:raw', $f or die "$f: $!";
+    local $/;
+    return <$fh>;
+}
+
+my $n = 0;
+sub upload {
+    my ($ds) = @_;
+    my $f = $t->avro_gen(table => 'battle', records => 3, seed => ++$n);
+    return $t->post("/upload?dataset_id=$ds&table=battle&period_tag=p3",
+        'application/avro', slurp($f))->{status};
+}
+
+is upload('a'), 201, 'upload a';
+
+$s3->fault('503');
+my $r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 503, 'store answers 503: the cycle fails with 503';
+like $r->{json}{message}, qr{battle/p3/[0-9a-f]{16}/f1-\d+\.avro}, 'the message names the key';
+like $r->{json}{message}, qr/the store answered 503/, 'and the store\'s answer';
+unlike $r->{content}, qr/S3RVER/, 'no credentials in the answer';
+is upload('b'), 201, 'uploads are accepted meanwhile';
+
+$s3->fault('drop');
+$r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 503, 'dropped connection: 503';
+
+my $status = $t->get('/status')->{json}{archive};
+cmp_ok $status->{consecutive_failures}, '>=', 2, 'status counts the failures';
+cmp_ok $status->{pending_jobs}, '>=', 1, 'and the pending job';
+
+$s3->fault('drop_after_put');
+$r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 503, 'PUT stored but its answer lost: 503';
+my @objects = glob $s3->dir . '/bucket/faults/battle/p3/*/*._S3rver_object';
+is scalar @objects, 1, 'the object is in the bucket nonetheless';
+is upload('c'), 201, 'upload c';
+
+$s3->fault('pass');
+$r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 200, 'store back: the cycle succeeds' or diag $r->{content};
+cmp_ok $r->{json}{recovered_jobs}, '>=', 1, 'the pending job was run again';
+
+is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'no hot row left';
+my $idx = $t->sqlite('SELECT dataset_id AS d, count(*) AS n FROM block_indexes GROUP BY 1');
+is_deeply { map { $_->{d} => $_->{n} } @$idx }, { a => 1, b => 1, c => 1 },
+    'each dataset indexed once';
+is $t->sqlite('SELECT count(*) AS n FROM archived_files')->[0]{n},
+    scalar(() = glob $s3->dir . '/bucket/faults/battle/p3/*/*._S3rver_object'),
+    'as many objects as archived files: the lost answer made no second object';
+
+my @log = $t->error_log_matches(qr/avro archive cycle failed/);
+cmp_ok scalar @log, '>=', 3, 'each failure is in the error log';
+ok !(grep { /S3RVER/ } $t->error_log), 'no credentials in the error log';
+is_deeply [$t->check_log_clean], [], 'no alert';
+done_testing;

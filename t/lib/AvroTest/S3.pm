@@ -1,0 +1,92 @@
+package AvroTest::S3;
+
+# A real S3-compatible server for the tests (s3rver from the npm registry,
+# pinned in package.json), and the fault-injecting proxy t/lib/faultproxy.pl
+# in front of it.  Both run inside the test's prefix and stop with it.
+#
+#   my $s3 = AvroTest::S3->new($t);      # $t: an AvroTest::Nginx
+#   $s3->port; $s3->dir;                 # bucket "bucket" is created
+#   $s3->credentials;                    # a credentials file for it
+#   my $p = $s3->proxy; $s3->fault('503');   # proxy port, switch faults
+
+use strict;
+use warnings;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep);
+
+my @PIDS;
+END { kill 'TERM', @PIDS if @PIDS; }
+
+sub _free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+        Listen => 1, ReuseAddr => 1) or die "port: $!";
+    my $p = $s->sockport;
+    close $s;
+    return $p;
+}
+
+sub _spawn {
+    my ($log, @argv) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', $log;
+        open STDERR, '>&', \*STDOUT;
+        exec @argv;
+        exit 127;
+    }
+    push @PIDS, $pid;
+    return $pid;
+}
+
+sub _wait_port {
+    my ($port) = @_;
+    for (1 .. 100) {
+        return 1 if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port);
+        sleep 0.1;
+    }
+    die "nothing listens on $port\n";
+}
+
+sub new {
+    my ($class, $t) = @_;
+    my $bin = "$AvroTest::Nginx::ROOT/node_modules/.bin/s3rver";
+    -x $bin or die "s3rver is not installed: run npm ci\n";
+    my $self = bless { t => $t, dir => $t->path('s3'), port => _free_port() }, $class;
+    mkdir $self->{dir};
+    _spawn($t->path('logs/s3rver.log'), $bin, '-d', $self->{dir},
+        '-a', '127.0.0.1', '-p', $self->{port}, '--configure-bucket', 'bucket');
+    _wait_port($self->{port});
+    my $cred = $t->path('var/s3.cred');
+    open my $fh, '>', $cred or die $!;
+    print $fh "# test server\naccess_key_id=S3RVER\nsecret_access_key=S3RVER\n";
+    close $fh;
+    chmod 0644, $cred;
+    $self->{cred} = $cred;
+    return $self;
+}
+
+sub port        { $_[0]{port} }
+sub dir         { $_[0]{dir} }
+sub credentials { $_[0]{cred} }
+
+sub proxy {
+    my ($self) = @_;
+    return $self->{proxy} if $self->{proxy};
+    $self->{proxy} = _free_port();
+    $self->{mode} = $self->{t}->path('var/fault');
+    $self->fault('pass');
+    _spawn($self->{t}->path('logs/proxy.log'), $^X,
+        "$AvroTest::Nginx::LIB/faultproxy.pl", $self->{proxy}, $self->{port},
+        $self->{mode});
+    _wait_port($self->{proxy});
+    return $self->{proxy};
+}
+
+sub fault {
+    my ($self, $mode) = @_;
+    open my $fh, '>', $self->{mode} or die $!;
+    print $fh "$mode\n";
+    close $fh;
+}
+
+1;
