@@ -132,6 +132,7 @@ fuzz: deps
 bench: deps
 	$(MAKE) module
 	bash bench/upload.sh
+	bash bench/archive.sh
 
 clean:
 	rm -rf $(BUILD) t/tmp

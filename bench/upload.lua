@@ -6,6 +6,7 @@
 local body_file = os.getenv("BENCH_BODY")
 local path = os.getenv("BENCH_PATH") or "/upload"
 local round = os.getenv("BENCH_ROUND") or "0"
+local tbl = os.getenv("BENCH_TABLE") or "own_ship"
 local f = assert(io.open(body_file, "rb"))
 local body = f:read("*a")
 f:close()
@@ -28,7 +29,7 @@ end
 
 function request()
   n = n + 1
-  return wrk.format("POST", path .. "?table=own_ship&dataset_id=r" .. round .. "-b" .. tid
+  return wrk.format("POST", path .. "?table=" .. tbl .. "&dataset_id=r" .. round .. "-b" .. tid
                     .. "-" .. n, headers, body)
 end
 

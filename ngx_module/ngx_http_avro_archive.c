@@ -53,8 +53,9 @@ static void ngx_http_avro_archive_now_done(ngx_http_request_t *r);
 
 /*
  * Called from init_process once the store is open.  The first cycle comes
- * soon, so that jobs a crash left pending are finished early; then one per
- * interval.
+ * one interval after start (jobs a crash left pending keep their uploads
+ * hot and readable until then), with jitter so that workers do not race
+ * for the lease in step.
  */
 ngx_http_avro_archiver_t *
 ngx_http_avro_archiver_create(ngx_cycle_t *cycle,
@@ -99,8 +100,7 @@ ngx_http_avro_archiver_create(ngx_cycle_t *cycle,
     ar->timer.log = cycle->log;
     ar->timer.cancelable = 1;
 
-    ngx_add_timer(&ar->timer,
-                  ngx_min(ar->interval, 5000) + ngx_random() % 1000);
+    ngx_add_timer(&ar->timer, ar->interval + ngx_random() % 1000);
 
     return ar;
 }
