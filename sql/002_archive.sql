@@ -195,7 +195,7 @@ CREATE TABLE archive_jobs (
     file_id             INTEGER REFERENCES archived_files (id)
 );
 
--- The pending jobs, oldest first, and a group's newest claim.
+-- A group's newest pending claim: a new claim starts above it.
 CREATE INDEX idx_archive_jobs_pending
     ON archive_jobs (table_name, period_tag, schema_fingerprint, last_id)
     WHERE state = 'pending';

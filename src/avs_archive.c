@@ -38,6 +38,7 @@
 
 #define AVS_ARCHIVE_IO_SIZE     (64 * 1024)
 #define AVS_ARCHIVE_REKEYS      64
+#define AVS_ARCHIVE_LEASE_TTL   60000
 
 
 /* A job as read from archive_jobs. */
@@ -132,6 +133,7 @@ typedef struct {
 
 
 static int64_t avs_archive_now_ms(void);
+static uint64_t avs_archive_ttl(const avs_archive_conf_t *conf);
 static int64_t avs_archive_mono_ms(void);
 static avs_rc_t avs_sql_fail(sqlite3 *db, int src, const char *what,
     avs_err_t *err);
@@ -200,6 +202,14 @@ avs_archive_now_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
 
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/* The lease time of a cycle with an owner. */
+static uint64_t
+avs_archive_ttl(const avs_archive_conf_t *conf)
+{
+    return conf->lease_ttl_ms ? conf->lease_ttl_ms : AVS_ARCHIVE_LEASE_TTL;
 }
 
 
@@ -514,9 +524,15 @@ avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
     avs_record_arg_t  rec;
     avs_cycle_t       cy;
     avs_claim_t       claim;
-    avs_err_t         e;
+    avs_err_t         e, local;
     avs_rc_t          rc;
     int64_t           start;
+
+    /* the steps below read the message back: keep one even if not asked */
+
+    if (err == NULL) {
+        err = &local;
+    }
 
     memset(out, 0, sizeof(avs_archive_summary_t));
     out->started_ms = avs_archive_now_ms();
@@ -535,6 +551,16 @@ avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
     if (rc != AVS_OK) {
         out->rc = rc;
         return rc;
+    }
+
+    /* not the lease holder: not a failure, and nothing to record */
+
+    if (conf->owner != NULL) {
+        rc = avs_archive_lease(st, conf->owner, avs_archive_ttl(conf), err);
+        if (rc != AVS_OK) {
+            out->rc = rc;
+            return rc;
+        }
     }
 
     memset(&cy, 0, sizeof(avs_cycle_t));
@@ -589,10 +615,7 @@ avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
     {
         rc = e.rc;
         out->rc = rc;
-
-        if (err != NULL) {
-            *err = e;
-        }
+        *err = e;
     }
 
     /* the cycle deleted many rows: give the WAL back (busy is not an
@@ -1013,9 +1036,8 @@ avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
     conf = cy->conf;
 
     if (conf->owner != NULL) {
-        rc = avs_archive_lease(cy->st, conf->owner,
-                               conf->lease_ttl_ms ? conf->lease_ttl_ms
-                                                  : 60000, err);
+        rc = avs_archive_lease(cy->st, conf->owner, avs_archive_ttl(conf),
+                               err);
         if (rc != AVS_OK) {
             return rc;
         }
@@ -1047,9 +1069,10 @@ avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
 
     if (rc == AVS_DONE || rc == AVS_EBUSY) {
 
-        /* done by another archiver meanwhile, or being built by one */
+        /* done by another archiver meanwhile (the file just made is ours
+         * to remove), or being built by one (the file is its own) */
 
-        avs_archive_discard(&b, 0);
+        avs_archive_discard(&b, rc == AVS_DONE);
         return (rc == AVS_DONE) ? AVS_OK : rc;
     }
 
@@ -1821,7 +1844,7 @@ avs_archive_commit_segment(sqlite3 *db, avs_commit_t *c, int64_t file_id,
                           " is_segmented = (?2 > 1), last_appended_at = ?3,"
                           " last_etag = ?4, content_hash = ?5,"
                           " uploaded_by = ?6 WHERE id = ?7",
-                          "iiitttі" + 0 == NULL ? "" : "iiittti",
+                          "iiittti",
                           c->b->size, segment, now, etag,
                           c->sha256[0] ? c->sha256 : NULL, c->node, parent);
 

@@ -48,10 +48,11 @@ typedef struct {
     uint64_t     segment_size;  /* largest file, 0: 512 MiB */
     uint64_t     max_rows;      /* uploads per file, 0: no limit */
 
-    /* When owner is set, the cycle renews the lease before each job and
-     * stops with AVS_EBUSY if another owner has it. */
+    /* When owner is set, the cycle takes or renews the lease when it
+     * starts and before each job, and stops with AVS_EBUSY if another
+     * owner has it (a cycle refused at the start records nothing). */
     const char  *owner;
-    uint64_t     lease_ttl_ms;
+    uint64_t     lease_ttl_ms;  /* 0: 60 s */
 
     /* Called after each committed file (for the error log); may be NULL. */
     void       (*on_file)(void *data, const avs_archive_file_t *f);
