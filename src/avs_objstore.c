@@ -1,41 +1,56 @@
 /*
- * Object stores.  file: is a local directory: an object is written under a
+ * Object stores (see avs_objstore.h).
+ *
+ * file: is a local directory: an object is written under a hidden
  * temporary name in its final directory, flushed, renamed into place and
  * the directory flushed, so that after a crash it is whole or absent.
- * s3:// speaks the S3 API with libcurl, path-style, every request signed
- * with AWS Signature Version 4 (avs_sigv4.c).  Secrets never appear in an
- * error message.
+ *
+ * s3:// speaks the S3 REST API with libcurl, path-style (http://host:port/
+ * bucket/prefix/key), every request signed with AWS Signature Version 4
+ * (avs_sigv4.c).  One easy handle per request, so any thread may call;
+ * curl_global_init runs once.  Secrets never reach an error message: the
+ * messages name the method, the key, and what the store answered (status
+ * and the <Code> of its error body, nothing else of it).
  */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
-#include <pthread.h>
+
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "avs_objstore.h"
-#include "avs_sigv4.h"
 
 
-#define AVS_OBJSTORE_COPY  (256 * 1024)
+#define AVS_OBJSTORE_COPY        (256 * 1024)
+#define AVS_OBJSTORE_TIMEOUT_MS  60000
+#define AVS_S3_BUCKET_MAX        63
+#define AVS_S3_ERROR_BODY        1024
+#define AVS_S3_MAX_HEADERS       5
+#define AVS_S3_CRED_LINE         4096
 
 
 struct avs_objstore_s {
+    int        s3;
     char      *root;          /* file: directory, no trailing slash */
 
-    int        s3;
-    char      *endpoint;      /* scheme://host[:port], no trailing slash */
-    char      *host;          /* host[:port], as sent in Host */
+    char      *endpoint;      /* s3: scheme://authority, no trailing '/' */
+    char      *host;          /* s3: the authority, as sent in Host */
     char      *bucket;
     char      *prefix;        /* "" or "a/b/" */
     char      *region;
-    char       access_key[AVS_SIGV4_SECRET_MAX];
-    char       secret_key[AVS_SIGV4_SECRET_MAX];
+    char      *access_key;
+    char      *secret_key;
+    char      *session_token; /* or NULL */
     long       timeout_ms;
 };
 
@@ -44,76 +59,116 @@ struct avs_objstore_s {
 typedef struct {
     const char  *method;
     const char  *key;
-    const char  *range;           /* NULL or "bytes=a-b" */
+    const char  *range;            /* NULL or "bytes=a-b" */
     const char  *payload_sha256;
     FILE        *upload;
     uint64_t     upload_size;
-    avs_buf_t   *body;            /* response body, bounded */
+    avs_buf_t   *body;             /* where a 2xx body goes, or NULL */
+    uint64_t     body_max;         /* most bytes of it accepted */
+    uint64_t     body_got;
+    int          overflow;
+    CURL        *curl;
     long         status;
+    uint64_t     length;           /* Content-Length of the answer */
     char         etag[AVS_ETAG_SIZE];
-    uint64_t     length;
+    size_t       error_len;
+    char         error_body[AVS_S3_ERROR_BODY];
 } avs_s3_call_t;
 
 
-static avs_rc_t avs_s3_open(avs_objstore_t *os,
-    const avs_objstore_conf_t *conf, avs_err_t *err);
-static avs_rc_t avs_s3_credentials(avs_objstore_t *os, const char *path,
-    avs_err_t *err);
-static avs_rc_t avs_s3_request(avs_objstore_t *os, avs_s3_call_t *call,
-    avs_err_t *err);
-static avs_rc_t avs_s3_failed(const avs_s3_call_t *call, avs_err_t *err);
-static avs_rc_t avs_s3_put(avs_objstore_t *os, const char *key,
-    const char *path, char etag[AVS_ETAG_SIZE], char sha256[65],
-    avs_err_t *err);
+static pthread_once_t  avs_curl_once = PTHREAD_ONCE_INIT;
 
 
-static avs_rc_t avs_objstore_key(const char *key, avs_err_t *err);
-static char *avs_objstore_path(avs_objstore_t *os, const char *key,
-    const char *suffix);
-static avs_rc_t avs_objstore_mkdirs(char *path, avs_err_t *err);
-static avs_rc_t avs_objstore_copy(int in, int out, const char *key,
-    char sha256[65], avs_err_t *err);
-static avs_rc_t avs_objstore_sync_dir(const char *path, avs_err_t *err);
-
-
-avs_rc_t
-avs_objstore_open(const avs_objstore_conf_t *conf, avs_objstore_t **out,
-    avs_err_t *err)
+/* Frees a string that held a secret, wiping it first. */
+static void
+avs_objstore_free_secret(char *s)
 {
-    avs_objstore_t  *os;
-    size_t           len;
+    if (s != NULL) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
 
-    *out = NULL;
 
-    if (strncmp(conf->url, "s3://", 5) == 0) {
-        os = calloc(1, sizeof(avs_objstore_t));
-        if (os == NULL) {
-            return avs_err_set(err, AVS_ENOMEM, "out of memory");
+/*
+ * Keys come from validated names, but a key that could leave the store's
+ * directory or prefix is refused here too: it would be a bug, not a
+ * client's input.  A key with control bytes is not quoted in the message.
+ */
+static avs_rc_t
+avs_objstore_key(const char *key, avs_err_t *err)
+{
+    size_t  i, len;
+
+    len = strlen(key);
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) key[i] < 0x20 || key[i] == 0x7f) {
+            return avs_err_set(err, AVS_EINTERNAL,
+                               "object key: control byte at offset %zu", i);
         }
-
-        if (avs_s3_open(os, conf, err) != AVS_OK) {
-            avs_objstore_close(os);
-            return err->rc;
-        }
-
-        *out = os;
-        return AVS_OK;
     }
 
-    if (strncmp(conf->url, "file:/", 6) != 0) {
+    if (len == 0 || len > AVS_OBJSTORE_KEY_MAX || key[0] == '/'
+        || key[len - 1] == '/' || strstr(key, "//") != NULL
+        || strstr(key, "..") != NULL || strchr(key, '\\') != NULL)
+    {
+        return avs_err_set(err, AVS_EINTERNAL, "bad object key \"%.200s\"",
+                           key);
+    }
+
+    return AVS_OK;
+}
+
+
+/* A run of bytes fit for a bucket name, region or URL authority. */
+static int
+avs_objstore_chars_ok(const char *s, size_t n, const char *extra)
+{
+    size_t  i;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')
+              || (s[i] >= '0' && s[i] <= '9') || strchr(extra, s[i]) != NULL)
+            || s[i] == '\0')
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* opening                                                              */
+
+
+/* "file:/abs/dir" or "file:///abs/dir" */
+static avs_rc_t
+avs_file_open(avs_objstore_t *os, const char *url, avs_err_t *err)
+{
+    size_t       len;
+    const char  *dir;
+
+    dir = url + 5;
+
+    if (strncmp(dir, "//", 2) == 0) {
+        dir += 2;
+    }
+
+    if (dir[0] != '/') {
         return avs_err_set(err, AVS_EMALFORMED,
-                           "cold store \"%.100s\": use file:/<directory>",
-                           conf->url);
+                           "cold store \"%.100s\": use file:/<absolute "
+                           "directory>", url);
     }
 
-    os = calloc(1, sizeof(avs_objstore_t));
-    if (os == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "out of memory");
-    }
-
-    os->root = strdup(conf->url + 5);
+    os->root = strdup(dir);
     if (os->root == NULL) {
-        free(os);
         return avs_err_set(err, AVS_ENOMEM, "out of memory");
     }
 
@@ -121,6 +176,359 @@ avs_objstore_open(const avs_objstore_conf_t *conf, avs_objstore_t **out,
 
     while (len > 1 && os->root[len - 1] == '/') {
         os->root[--len] = '\0';
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * endpoint=http(s)://host[:port][/]: no user information, no path (the
+ * bucket goes into the path), nothing a Host header could not carry.
+ */
+static avs_rc_t
+avs_s3_endpoint(avs_objstore_t *os, const char *endpoint, avs_err_t *err)
+{
+    size_t       n, scheme;
+    const char  *auth, *rest;
+
+    if (endpoint == NULL || endpoint[0] == '\0') {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: s3:// needs endpoint=http(s)://"
+                           "host[:port]");
+    }
+
+    if (strncmp(endpoint, "http://", 7) == 0) {
+        scheme = 7;
+
+    } else if (strncmp(endpoint, "https://", 8) == 0) {
+        scheme = 8;
+
+    } else {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: endpoint must start with http:// "
+                           "or https://");
+    }
+
+    auth = endpoint + scheme;
+    n = strcspn(auth, "/");
+    rest = auth + n;
+
+    rest += strspn(rest, "/");
+
+    if (!avs_objstore_chars_ok(auth, n, ".-_:[]") || *rest != '\0') {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: endpoint must be http(s)://host"
+                           "[:port], without user, path or query");
+    }
+
+    os->endpoint = strndup(endpoint, scheme + n);
+    os->host = strndup(auth, n);
+
+    if (os->endpoint == NULL || os->host == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
+    return AVS_OK;
+}
+
+
+/* Keeps a credential's value, refusing a second one for the same name. */
+static avs_rc_t
+avs_s3_credential(char **slot, const char *name, const char *v,
+    const char *path, avs_err_t *err)
+{
+    if (*slot != NULL) {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: credentials %.200s: %s is given "
+                           "twice", path, name);
+    }
+
+    *slot = strdup(v);
+    if (*slot == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * Parses one "name = value" line of the credentials file into the store;
+ * names it does not know (region, output...) are ignored.
+ */
+static avs_rc_t
+avs_s3_credentials_line(avs_objstore_t *os, char *line, unsigned lineno,
+    const char *path, avs_err_t *err)
+{
+    char  *k, *v, *e;
+
+    k = line + strspn(line, " \t");
+    v = strchr(k, '=');
+
+    if (v == NULL) {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: credentials %.200s: line %u is not "
+                           "name=value", path, lineno);
+    }
+
+    for (e = v; e > k && (e[-1] == ' ' || e[-1] == '\t'); e--) {
+        /* void */
+    }
+
+    *e = '\0';
+    v++;
+    v += strspn(v, " \t");
+
+    for (e = v + strlen(v);
+         e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'
+                   || e[-1] == '\n');
+         e--)
+    {
+        /* void */
+    }
+
+    *e = '\0';
+
+    if (strcmp(k, "access_key_id") == 0
+        || strcmp(k, "aws_access_key_id") == 0)
+    {
+        return avs_s3_credential(&os->access_key, k, v, path, err);
+    }
+
+    if (strcmp(k, "secret_access_key") == 0
+        || strcmp(k, "aws_secret_access_key") == 0)
+    {
+        return avs_s3_credential(&os->secret_key, k, v, path, err);
+    }
+
+    if (strcmp(k, "session_token") == 0
+        || strcmp(k, "aws_session_token") == 0)
+    {
+        return avs_s3_credential(&os->session_token, k, v, path, err);
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * The credentials file: "access_key_id=..." and "secret_access_key=..."
+ * lines (and "session_token=..." for temporary credentials); the AWS
+ * shared credentials form is read too (aws_access_key_id, ..., spaces
+ * around '=', '#' and ';' comments), in which only the [default] profile
+ * (and lines before any [profile]) count.  Read once, at open; the line
+ * buffer is wiped; no message quotes a line.
+ */
+static avs_rc_t
+avs_s3_credentials(avs_objstore_t *os, const char *path, avs_err_t *err)
+{
+    int        use;
+    FILE      *f;
+    char      *p, line[AVS_S3_CRED_LINE];
+    size_t     len;
+    avs_rc_t   rc;
+    unsigned   lineno;
+
+    if (path == NULL || path[0] == '\0') {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: s3:// needs credentials=<file>");
+    }
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: credentials %.200s: %s", path,
+                           strerror(errno));
+    }
+
+    rc = AVS_OK;
+    use = 1;
+    lineno = 0;
+
+    while (rc == AVS_OK && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        len = strlen(line);
+
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+            rc = avs_err_set(err, AVS_EMALFORMED,
+                             "cold store: credentials %.200s: line %u is "
+                             "too long", path, lineno);
+            break;
+        }
+
+        p = line + strspn(line, " \t\r\n");
+
+        if (*p == '\0' || *p == '#' || *p == ';') {
+            continue;
+        }
+
+        if (*p == '[') {
+            use = (strncmp(p, "[default]", 9) == 0);
+            continue;
+        }
+
+        if (use) {
+            rc = avs_s3_credentials_line(os, p, lineno, path, err);
+        }
+    }
+
+    OPENSSL_cleanse(line, sizeof(line));
+    fclose(f);
+
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (os->access_key == NULL || os->secret_key == NULL
+        || os->access_key[0] == '\0' || os->secret_key[0] == '\0')
+    {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: credentials %.200s: no "
+                           "access_key_id or secret_access_key", path);
+    }
+
+    if (strlen(os->secret_key) > AVS_SIGV4_SECRET_MAX
+        || strlen(os->access_key) > 128)
+    {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: credentials %.200s: a key is too "
+                           "long", path);
+    }
+
+    return AVS_OK;
+}
+
+
+static void
+avs_curl_init(void)
+{
+    (void) curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+
+/* s3://bucket[/prefix] with the endpoint, region and credentials. */
+static avs_rc_t
+avs_s3_open(avs_objstore_t *os, const avs_objstore_conf_t *conf,
+    avs_err_t *err)
+{
+    size_t       len;
+    avs_rc_t     rc;
+    const char  *b, *slash, *region;
+
+    os->s3 = 1;
+    b = conf->url + 5;
+    slash = strchr(b, '/');
+    len = slash ? (size_t) (slash - b) : strlen(b);
+
+    if (len > AVS_S3_BUCKET_MAX || !avs_objstore_chars_ok(b, len, ".-_")) {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: use s3://<bucket>/<prefix> (bucket: "
+                           "1 to 63 of a-z 0-9 . - _)");
+    }
+
+    os->bucket = strndup(b, len);
+    if (os->bucket == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
+    /* the prefix, without slashes around it, then one slash after it */
+    b = slash ? slash : "";
+    b += strspn(b, "/");
+    len = strlen(b);
+
+    while (len > 0 && b[len - 1] == '/') {
+        len--;
+    }
+
+    os->prefix = malloc(len + 2);
+    if (os->prefix == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
+    memcpy(os->prefix, b, len);
+    os->prefix[len] = '\0';
+
+    if (len > 0) {
+        if (avs_objstore_key(os->prefix, err) != AVS_OK) {
+            return avs_err_set(err, AVS_EMALFORMED,
+                               "cold store: bad prefix \"%.100s\"",
+                               os->prefix);
+        }
+
+        os->prefix[len] = '/';
+        os->prefix[len + 1] = '\0';
+    }
+
+    region = (conf->region && conf->region[0]) ? conf->region : "us-east-1";
+
+    if (strlen(region) > 64
+        || !avs_objstore_chars_ok(region, strlen(region), "-_"))
+    {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: bad region \"%.64s\"", region);
+    }
+
+    os->region = strdup(region);
+    if (os->region == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
+    os->timeout_ms = conf->timeout_ms ? (long) conf->timeout_ms
+                                      : AVS_OBJSTORE_TIMEOUT_MS;
+
+    rc = avs_s3_endpoint(os, conf->endpoint, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    rc = avs_s3_credentials(os, conf->credentials, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (pthread_once(&avs_curl_once, avs_curl_init) != 0) {
+        return avs_err_set(err, AVS_EINTERNAL, "cold store: libcurl init");
+    }
+
+    return AVS_OK;
+}
+
+
+avs_rc_t
+avs_objstore_open(const avs_objstore_conf_t *conf, avs_objstore_t **out,
+    avs_err_t *err)
+{
+    avs_rc_t         rc;
+    avs_objstore_t  *os;
+
+    *out = NULL;
+
+    if (conf->url == NULL
+        || (strncmp(conf->url, "s3://", 5) != 0
+            && strncmp(conf->url, "file:", 5) != 0))
+    {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store \"%.100s\": use file:/<directory> "
+                           "or s3://<bucket>/<prefix>",
+                           conf->url ? conf->url : "");
+    }
+
+    os = calloc(1, sizeof(avs_objstore_t));
+    if (os == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
+    if (strncmp(conf->url, "s3://", 5) == 0) {
+        rc = avs_s3_open(os, conf, err);
+
+    } else {
+        rc = avs_file_open(os, conf->url, err);
+    }
+
+    if (rc != AVS_OK) {
+        avs_objstore_close(os);
+        return rc;
     }
 
     *out = os;
@@ -142,183 +550,201 @@ avs_objstore_close(avs_objstore_t *os)
     free(os->bucket);
     free(os->prefix);
     free(os->region);
-    memset(os->secret_key, 0, sizeof(os->secret_key));
+    avs_objstore_free_secret(os->access_key);
+    avs_objstore_free_secret(os->secret_key);
+    avs_objstore_free_secret(os->session_token);
     free(os);
 }
 
 
-static pthread_once_t  avs_curl_once = PTHREAD_ONCE_INIT;
-
-static void
-avs_curl_init(void)
+int
+avs_objstore_is_s3(const avs_objstore_t *os)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return os->s3;
 }
 
 
-/* s3://bucket[/prefix] with endpoint=scheme://host[:port] */
-static avs_rc_t
-avs_s3_open(avs_objstore_t *os, const avs_objstore_conf_t *conf,
-    avs_err_t *err)
-{
-    const char  *b, *slash, *h;
-    size_t       len;
-
-    os->s3 = 1;
-    b = conf->url + 5;
-    slash = strchr(b, '/');
-    len = slash ? (size_t) (slash - b) : strlen(b);
-
-    if (len == 0 || len > 63 || conf->endpoint == NULL
-        || (strncmp(conf->endpoint, "http://", 7) != 0
-            && strncmp(conf->endpoint, "https://", 8) != 0))
-    {
-        return avs_err_set(err, AVS_EMALFORMED,
-                           "cold store: use s3://<bucket>/<prefix> with "
-                           "endpoint=http(s)://host[:port]");
-    }
-
-    os->bucket = strndup(b, len);
-    os->endpoint = strdup(conf->endpoint);
-    os->region = strdup(conf->region ? conf->region : "us-east-1");
-
-    if (os->bucket == NULL || os->endpoint == NULL || os->region == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "out of memory");
-    }
-
-    len = strlen(os->endpoint);
-    while (len > 0 && os->endpoint[len - 1] == '/') {
-        os->endpoint[--len] = '\0';
-    }
-
-    h = strstr(os->endpoint, "://") + 3;
-    os->host = strndup(h, strcspn(h, "/"));
-
-    /* the prefix, without slashes around it, then one slash after it */
-    b = slash ? slash : "";
-    while (*b == '/') {
-        b++;
-    }
-
-    len = strlen(b);
-    while (len > 0 && b[len - 1] == '/') {
-        len--;
-    }
-
-    os->prefix = malloc(len + 2);
-    if (os->host == NULL || os->prefix == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "out of memory");
-    }
-
-    memcpy(os->prefix, b, len);
-    os->prefix[len] = len ? '/' : '\0';
-    os->prefix[len + (len ? 1 : 0)] = '\0';
-
-    os->timeout_ms = conf->timeout_ms ? (long) conf->timeout_ms : 60000;
-
-    pthread_once(&avs_curl_once, avs_curl_init);
-
-    if (conf->credentials == NULL) {
-        return avs_err_set(err, AVS_EMALFORMED,
-                           "cold store: s3:// needs credentials=<file>");
-    }
-
-    return avs_s3_credentials(os, conf->credentials, err);
-}
+/* ------------------------------------------------------------------ */
+/* s3://                                                                */
 
 
 /*
- * The credentials file: "access_key_id=..." and "secret_access_key=..."
- * lines; the AWS names (aws_access_key_id, aws_secret_access_key), spaces
- * around "=", comments (#, ;) and [sections] are accepted too.
+ * Builds the object's path, "/bucket/prefix/key", raw (what is signed)
+ * and encoded (what the request line carries).  Both NUL-terminated.
  */
 static avs_rc_t
-avs_s3_credentials(avs_objstore_t *os, const char *path, avs_err_t *err)
+avs_s3_paths(avs_objstore_t *os, const char *key, avs_buf_t *raw,
+    avs_buf_t *uri, avs_err_t *err)
 {
-    FILE   *f;
-    char    line[600], *k, *v, *e;
-
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return avs_err_set(err, AVS_EMALFORMED,
-                           "cold store: credentials %.200s: %s", path,
-                           strerror(errno));
-    }
-
-    while (fgets(line, sizeof(line), f) != NULL) {
-        k = line + strspn(line, " \t");
-        v = strchr(k, '=');
-
-        if (*k == '#' || *k == ';' || *k == '[' || v == NULL) {
-            continue;
-        }
-
-        for (e = v; e > k && (e[-1] == ' ' || e[-1] == '\t'); e--) {
-            /* void */
-        }
-
-        *e = '\0';
-        v++;
-        v += strspn(v, " \t");
-        v[strcspn(v, " \t\r\n")] = '\0';
-
-        if (strcmp(k, "access_key_id") == 0
-            || strcmp(k, "aws_access_key_id") == 0)
-        {
-            snprintf(os->access_key, sizeof(os->access_key), "%s", v);
-
-        } else if (strcmp(k, "secret_access_key") == 0
-                   || strcmp(k, "aws_secret_access_key") == 0)
-        {
-            snprintf(os->secret_key, sizeof(os->secret_key), "%s", v);
-        }
-    }
-
-    fclose(f);
-    memset(line, 0, sizeof(line));
-
-    if (os->access_key[0] == '\0' || os->secret_key[0] == '\0') {
-        return avs_err_set(err, AVS_EMALFORMED,
-                           "cold store: credentials %.200s: no "
-                           "access_key_id or secret_access_key", path);
+    if (avs_buf_append(raw, "/", 1) != AVS_OK
+        || avs_buf_append(raw, os->bucket, strlen(os->bucket)) != AVS_OK
+        || avs_buf_append(raw, "/", 1) != AVS_OK
+        || avs_buf_append(raw, os->prefix, strlen(os->prefix)) != AVS_OK
+        || avs_buf_append(raw, key, strlen(key)) != AVS_OK
+        || avs_sigv4_uri_encode(uri, (char *) raw->data, raw->len, 1)
+           != AVS_OK
+        || avs_buf_append(raw, "", 1) != AVS_OK
+        || avs_buf_append(uri, "", 1) != AVS_OK)
+    {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
     }
 
     return AVS_OK;
 }
 
 
-static size_t
-avs_s3_on_body(char *p, size_t size, size_t n, void *data)
+/*
+ * Signs a request for the object at the raw path now: fills date and the
+ * Authorization value.  The signed headers are host, x-amz-content-sha256,
+ * x-amz-date, range (if any) and x-amz-security-token (if any).
+ */
+static avs_rc_t
+avs_s3_sign(avs_objstore_t *os, const char *method, const char *raw_path,
+    const char *range, const char *payload_sha256,
+    char date[AVS_SIGV4_DATE_SIZE], char *auth, size_t size, avs_err_t *err)
 {
-    avs_s3_call_t *call = data;
+    size_t              nh;
+    avs_sigv4_req_t     req;
+    avs_sigv4_header_t  hdr[AVS_S3_MAX_HEADERS];
 
-    /* keep what fits: an error body is only read for its <Code> */
-    (void) avs_buf_append(call->body, p, size * n);
+    avs_sigv4_amz_date(time(NULL), date);
 
-    return size * n;
+    nh = 0;
+    hdr[nh].name = "host";
+    hdr[nh++].value = os->host;
+    hdr[nh].name = "x-amz-content-sha256";
+    hdr[nh++].value = payload_sha256;
+    hdr[nh].name = "x-amz-date";
+    hdr[nh++].value = date;
+
+    if (range != NULL) {
+        hdr[nh].name = "range";
+        hdr[nh++].value = range;
+    }
+
+    if (os->session_token != NULL) {
+        hdr[nh].name = "x-amz-security-token";
+        hdr[nh++].value = os->session_token;
+    }
+
+    memset(&req, 0, sizeof(avs_sigv4_req_t));
+    req.method = method;
+    req.path = raw_path;
+    req.query = NULL;
+    req.headers = hdr;
+    req.nheaders = nh;
+    req.payload_sha256 = payload_sha256;
+    req.access_key = os->access_key;
+    req.secret_key = os->secret_key;
+    req.region = os->region;
+    req.service = "s3";
+    req.amz_date = date;
+
+    return avs_sigv4_sign(&req, auth, size, err);
 }
 
 
+/* Appends "name: value" to a libcurl header list; 0 when out of memory. */
+static int
+avs_s3_header(struct curl_slist **list, const char *name, const char *value)
+{
+    int                 n;
+    char               *line;
+    size_t              size;
+    struct curl_slist  *l;
+
+    size = strlen(name) + strlen(value) + 3;
+
+    line = malloc(size);
+    if (line == NULL) {
+        return 0;
+    }
+
+    n = snprintf(line, size, "%s:%s%s", name, value[0] ? " " : "", value);
+    l = (n > 0) ? curl_slist_append(*list, line) : NULL;
+
+    OPENSSL_cleanse(line, size);
+    free(line);
+
+    if (l == NULL) {
+        return 0;
+    }
+
+    *list = l;
+
+    return 1;
+}
+
+
+/*
+ * Receives the answer's body: a 2xx body goes to call->body, never past
+ * body_max (more aborts the transfer); the first bytes of an error body
+ * are kept for its <Code>.
+ */
+static size_t
+avs_s3_on_body(char *p, size_t size, size_t n, void *data)
+{
+    long            status;
+    size_t          len, room;
+    avs_s3_call_t  *call = data;
+
+    len = size * n;
+    status = 0;
+    (void) curl_easy_getinfo(call->curl, CURLINFO_RESPONSE_CODE, &status);
+
+    if (status >= 200 && status < 300) {
+        if (call->body == NULL) {
+            return len;
+        }
+
+        if (len > call->body_max - call->body_got
+            || avs_buf_append(call->body, p, len) != AVS_OK)
+        {
+            call->overflow = 1;
+            return 0;
+        }
+
+        call->body_got += len;
+        return len;
+    }
+
+    room = sizeof(call->error_body) - 1 - call->error_len;
+    room = (len < room) ? len : room;
+    memcpy(call->error_body + call->error_len, p, room);
+    call->error_len += room;
+    call->error_body[call->error_len] = '\0';
+
+    return len;
+}
+
+
+/* Notes the ETag (without quotes) of the final answer. */
 static size_t
 avs_s3_on_header(char *p, size_t size, size_t n, void *data)
 {
-    avs_s3_call_t *call = data;
-    size_t         len, vlen;
-    char          *v;
+    char           *v;
+    size_t          len, vlen;
+    avs_s3_call_t  *call = data;
 
     len = size * n;
+
+    if (len > 5 && strncmp(p, "HTTP/", 5) == 0) {
+        /* a new answer (after "100 Continue"): forget the last one's */
+        call->etag[0] = '\0';
+        return len;
+    }
 
     if (len > 5 && strncasecmp(p, "etag:", 5) == 0) {
         v = p + 5;
         vlen = len - 5;
 
-        while (vlen > 0 && (*v == ' ' || *v == '"')) {
+        while (vlen > 0 && (*v == ' ' || *v == '\t' || *v == '"')) {
             v++;
             vlen--;
         }
 
         while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'
-                            || v[vlen - 1] == '"'))
+                            || v[vlen - 1] == ' ' || v[vlen - 1] == '"'))
         {
             vlen--;
         }
@@ -330,135 +756,171 @@ avs_s3_on_header(char *p, size_t size, size_t n, void *data)
 }
 
 
+/*
+ * Sets the options of one request.  Timeouts: connecting may take
+ * timeout_ms, and the transfer may stall (less than a byte a second) for
+ * as long; there is no limit on the whole, so that a large object on a
+ * slow link is not cut off while it moves.
+ */
+static int
+avs_s3_setopt(avs_objstore_t *os, avs_s3_call_t *call, const char *url,
+    struct curl_slist *list, char *errbuf)
+{
+    CURL  *c;
+    long   stall;
+
+    c = call->curl;
+    stall = (os->timeout_ms + 999) / 1000;
+
+    if (curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_HTTPHEADER, list) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
+#if LIBCURL_VERSION_NUM >= 0x075500
+        || curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https")
+           != CURLE_OK
+#endif
+        || curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, os->timeout_ms)
+           != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, avs_s3_on_body)
+           != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_WRITEDATA, call) != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, avs_s3_on_header)
+           != CURLE_OK
+        || curl_easy_setopt(c, CURLOPT_HEADERDATA, call) != CURLE_OK)
+    {
+        return 0;
+    }
+
+    if (call->upload != NULL) {
+        return curl_easy_setopt(c, CURLOPT_UPLOAD, 1L) == CURLE_OK
+               && curl_easy_setopt(c, CURLOPT_READDATA, call->upload)
+                  == CURLE_OK
+               && curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+                                   (curl_off_t) call->upload_size)
+                  == CURLE_OK;
+    }
+
+    if (strcmp(call->method, "HEAD") == 0) {
+        return curl_easy_setopt(c, CURLOPT_NOBODY, 1L) == CURLE_OK;
+    }
+
+    if (strcmp(call->method, "GET") != 0) {
+        return curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, call->method)
+               == CURLE_OK;
+    }
+
+    return 1;
+}
+
+
+/* A transfer that failed before an answer came: what libcurl saw. */
+static avs_rc_t
+avs_s3_transport(avs_objstore_t *os, avs_s3_call_t *call, CURLcode cc,
+    const char *errbuf, avs_err_t *err)
+{
+    const char  *what;
+
+    what = errbuf[0] ? errbuf : curl_easy_strerror(cc);
+
+    if (cc == CURLE_OPERATION_TIMEDOUT) {
+        return avs_err_set(err, AVS_ESTORE,
+                           "%s %s: no progress within %ld ms: %s",
+                           call->method, call->key, os->timeout_ms, what);
+    }
+
+    if (cc == CURLE_WRITE_ERROR && call->overflow) {
+        return avs_err_set(err, AVS_ESTORE,
+                           "%s %s: the store sent more than the %llu "
+                           "bytes asked for", call->method, call->key,
+                           (unsigned long long) call->body_max);
+    }
+
+    return avs_err_set(err, AVS_ESTORE, "%s %s: %s (%s)", call->method,
+                       call->key, what, os->endpoint);
+}
+
+
 /* One signed request; the caller judges call->status. */
 static avs_rc_t
 avs_s3_request(avs_objstore_t *os, avs_s3_call_t *call, avs_err_t *err)
 {
-    avs_sigv4_header_t   hdr[4];
-    avs_sigv4_req_t      req;
-    struct curl_slist   *list, *l;
-    curl_off_t           cl;
-    avs_buf_t            path, url;
-    CURLcode             cc;
-    CURL                *c;
-    avs_rc_t             rc;
-    size_t               nh;
-    char                 date[AVS_SIGV4_DATE_SIZE], auth[AVS_SIGV4_AUTH_SIZE];
-    char                 line[AVS_SIGV4_AUTH_SIZE + 64];
+    CURLcode            cc;
+    avs_rc_t            rc;
+    avs_buf_t           raw, uri, url;
+    curl_off_t          cl;
+    struct curl_slist  *list;
+    char                date[AVS_SIGV4_DATE_SIZE];
+    char                auth[AVS_SIGV4_AUTH_SIZE];
+    char                errbuf[CURL_ERROR_SIZE];
 
-    memset(&path, 0, sizeof(path));
-    memset(&url, 0, sizeof(url));
+    memset(&raw, 0, sizeof(avs_buf_t));
+    memset(&uri, 0, sizeof(avs_buf_t));
+    memset(&url, 0, sizeof(avs_buf_t));
     list = NULL;
-    c = NULL;
+    call->curl = NULL;
+    errbuf[0] = '\0';
 
-    if (avs_buf_append(&path, "/", 1) != AVS_OK
-        || avs_buf_append(&path, os->bucket, strlen(os->bucket)) != AVS_OK
-        || avs_buf_append(&path, "/", 1) != AVS_OK
-        || avs_buf_append(&path, os->prefix, strlen(os->prefix)) != AVS_OK
-        || avs_buf_append(&path, call->key, strlen(call->key)) != AVS_OK
-        || avs_buf_append(&path, "", 1) != AVS_OK
-        || avs_buf_append(&url, os->endpoint, strlen(os->endpoint)) != AVS_OK
-        || avs_sigv4_uri_encode(&url, (char *) path.data, path.len - 1, 1)
-           != AVS_OK
-        || avs_buf_append(&url, "", 1) != AVS_OK)
+    rc = avs_s3_paths(os, call->key, &raw, &uri, err);
+    if (rc != AVS_OK) {
+        goto done;
+    }
+
+    if (avs_buf_append(&url, os->endpoint, strlen(os->endpoint)) != AVS_OK
+        || avs_buf_append(&url, uri.data, uri.len + 1) != AVS_OK)
     {
         rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
         goto done;
     }
 
-    avs_sigv4_amz_date(time(NULL), date);
-
-    nh = 0;
-    hdr[nh].name = "host";
-    hdr[nh++].value = os->host;
-    hdr[nh].name = "x-amz-content-sha256";
-    hdr[nh++].value = call->payload_sha256;
-    hdr[nh].name = "x-amz-date";
-    hdr[nh++].value = date;
-
-    if (call->range != NULL) {
-        hdr[nh].name = "range";
-        hdr[nh++].value = call->range;
-    }
-
-    memset(&req, 0, sizeof(req));
-    req.method = call->method;
-    req.path = (const char *) path.data;
-    req.query = "";
-    req.headers = hdr;
-    req.nheaders = nh;
-    req.payload_sha256 = call->payload_sha256;
-    req.access_key = os->access_key;
-    req.secret_key = os->secret_key;
-    req.region = os->region;
-    req.service = "s3";
-    req.amz_date = date;
-
-    rc = avs_sigv4_sign(&req, auth, sizeof(auth), err);
+    rc = avs_s3_sign(os, call->method, (char *) raw.data, call->range,
+                     call->payload_sha256, date, auth, sizeof(auth), err);
     if (rc != AVS_OK) {
         goto done;
     }
 
-    snprintf(line, sizeof(line), "Authorization: %s", auth);
-    l = curl_slist_append(list, line);
-    list = l ? l : list;
-    snprintf(line, sizeof(line), "x-amz-date: %s", date);
-    l = l ? curl_slist_append(list, line) : NULL;
-    snprintf(line, sizeof(line), "x-amz-content-sha256: %s",
-             call->payload_sha256);
-    l = l ? curl_slist_append(list, line) : NULL;
-    l = l ? curl_slist_append(list, "Expect:") : NULL;
-
-    if (l != NULL && call->range != NULL) {
-        snprintf(line, sizeof(line), "Range: %s", call->range);
-        l = curl_slist_append(list, line);
-    }
-
-    memset(line, 0, sizeof(line));
-    memset(auth, 0, sizeof(auth));
-
-    c = curl_easy_init();
-
-    if (l == NULL || c == NULL) {
+    if (!avs_s3_header(&list, "Host", os->host)
+        || !avs_s3_header(&list, "x-amz-date", date)
+        || !avs_s3_header(&list, "x-amz-content-sha256",
+                          call->payload_sha256)
+        || !avs_s3_header(&list, "Authorization", auth)
+        || (call->range != NULL
+            && !avs_s3_header(&list, "Range", call->range))
+        || (os->session_token != NULL
+            && !avs_s3_header(&list, "x-amz-security-token",
+                              os->session_token))
+        || !avs_s3_header(&list, "Expect", ""))
+    {
         rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
         goto done;
     }
 
-    curl_easy_setopt(c, CURLOPT_URL, (char *) url.data);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, os->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, avs_s3_on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, call);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, avs_s3_on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, call);
+    call->curl = curl_easy_init();
 
-    if (call->upload != NULL) {
-        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(c, CURLOPT_READDATA, call->upload);
-        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
-                         (curl_off_t) call->upload_size);
-
-    } else if (strcmp(call->method, "HEAD") == 0) {
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-
-    } else if (strcmp(call->method, "GET") != 0) {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, call->method);
-    }
-
-    cc = curl_easy_perform(c);
-
-    if (cc != CURLE_OK) {
-        rc = avs_err_set(err, AVS_ESTORE, "%s %s: %s", call->method,
-                         call->key, curl_easy_strerror(cc));
+    if (call->curl == NULL
+        || !avs_s3_setopt(os, call, (char *) url.data, list, errbuf))
+    {
+        rc = avs_err_set(err, AVS_ENOMEM, "%s %s: cannot set up libcurl",
+                         call->method, call->key);
         goto done;
     }
 
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &call->status);
+    cc = curl_easy_perform(call->curl);
 
-    if (curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl)
-        == CURLE_OK && cl > 0)
+    if (cc != CURLE_OK) {
+        rc = avs_s3_transport(os, call, cc, errbuf, err);
+        goto done;
+    }
+
+    (void) curl_easy_getinfo(call->curl, CURLINFO_RESPONSE_CODE,
+                             &call->status);
+
+    if (curl_easy_getinfo(call->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+                          &cl) == CURLE_OK
+        && cl > 0)
     {
         call->length = (uint64_t) cl;
     }
@@ -467,129 +929,341 @@ avs_s3_request(avs_objstore_t *os, avs_s3_call_t *call, avs_err_t *err)
 
 done:
 
-    if (c != NULL) {
-        curl_easy_cleanup(c);
+    if (call->curl != NULL) {
+        curl_easy_cleanup(call->curl);
+        call->curl = NULL;
     }
 
+    OPENSSL_cleanse(auth, sizeof(auth));
     curl_slist_free_all(list);
-    avs_buf_free(&path);
+    avs_buf_free(&raw);
+    avs_buf_free(&uri);
     avs_buf_free(&url);
 
     return rc;
 }
 
 
-/* An answer the caller did not expect: the status and the store's <Code>. */
+/*
+ * An answer the caller did not expect: the status and the store's <Code>
+ * (printable bytes only; the rest of an error body may echo the request).
+ */
 static avs_rc_t
 avs_s3_failed(const avs_s3_call_t *call, avs_err_t *err)
 {
-    const char  *code, *end;
-    int          n;
+    size_t       i;
+    char         code[65];
+    const char  *p, *end;
 
-    code = NULL;
-    n = 0;
+    code[0] = '\0';
+    p = strstr(call->error_body, "<Code>");
 
-    if (call->body != NULL && call->body->len > 0) {
-        avs_buf_append(call->body, "", 1);
-        code = strstr((const char *) call->body->data, "<Code>");
+    if (p != NULL) {
+        p += 6;
+        end = strstr(p, "</Code>");
 
-        if (code != NULL) {
-            code += 6;
-            end = strstr(code, "</Code>");
-            n = end ? (int) (end - code) : 0;
-            n = n > 64 ? 64 : n;
+        for (i = 0; end != NULL && p + i < end && i < sizeof(code) - 1; i++)
+        {
+            code[i] = (p[i] > ' ' && p[i] < 0x7f) ? p[i] : '?';
         }
+
+        code[end != NULL ? i : 0] = '\0';
     }
 
-    return avs_err_set(err, AVS_ESTORE, "%s %s: the store answered %ld%s%.*s",
+    return avs_err_set(err, AVS_ESTORE, "%s %s: the store answered %ld%s%s",
                        call->method, call->key, call->status,
-                       n ? " " : "", n, n ? code : "");
+                       code[0] ? " " : "", code);
 }
 
 
-/*
- * Keys come from validated names, but a key that could leave the store's
- * directory is refused here too: it would be a bug, not a client's input.
- */
+/* PUT from a file, signed with the file's SHA-256 (computed first). */
 static avs_rc_t
-avs_objstore_key(const char *key, avs_err_t *err)
+avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
+    char etag[AVS_ETAG_SIZE], char sha256[65], avs_err_t *err)
 {
-    const char  *p;
+    int            fd;
+    FILE          *f;
+    avs_rc_t       rc;
+    uint64_t       size;
+    avs_s3_call_t  call;
 
-    if (key[0] == '\0' || key[0] == '/' || strstr(key, "//") != NULL
-        || strstr(key, "..") != NULL || strlen(key) > 1024)
-    {
-        return avs_err_set(err, AVS_EINTERNAL, "bad object key \"%.200s\"",
-                           key);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return avs_err_set(err, AVS_ESTORE, "PUT %s: cannot open %s: %s",
+                           key, path, strerror(errno));
     }
 
-    for (p = key; *p; p++) {
-        if ((unsigned char) *p < 0x20 || *p == '\\' || *p == 0x7f) {
-            return avs_err_set(err, AVS_EINTERNAL,
-                               "bad byte in object key \"%.200s\"", key);
-        }
+    rc = avs_sha256_fd_hex(fd, sha256, &size, err);
+
+    if (rc == AVS_OK && lseek(fd, 0, SEEK_SET) != 0) {
+        rc = avs_err_set(err, AVS_ESTORE, "PUT %s: seek: %s", key,
+                         strerror(errno));
     }
+
+    f = (rc == AVS_OK) ? fdopen(fd, "rb") : NULL;
+
+    if (f == NULL) {
+        close(fd);
+        return (rc != AVS_OK) ? rc
+                              : avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
+    memset(&call, 0, sizeof(avs_s3_call_t));
+    call.method = "PUT";
+    call.key = key;
+    call.payload_sha256 = sha256;
+    call.upload = f;
+    call.upload_size = size;
+
+    rc = avs_s3_request(os, &call, err);
+    fclose(f);
+
+    if (rc == AVS_OK && call.status != 200) {
+        rc = avs_s3_failed(&call, err);
+    }
+
+    if (rc == AVS_OK) {
+        snprintf(etag, AVS_ETAG_SIZE, "%s", call.etag);
+    }
+
+    return rc;
+}
+
+
+static avs_rc_t
+avs_s3_head(avs_objstore_t *os, const char *key, uint64_t *size,
+    char etag[AVS_ETAG_SIZE], avs_err_t *err)
+{
+    avs_rc_t       rc;
+    avs_s3_call_t  call;
+
+    memset(&call, 0, sizeof(avs_s3_call_t));
+    call.method = "HEAD";
+    call.key = key;
+    call.payload_sha256 = AVS_SIGV4_EMPTY_SHA256;
+
+    rc = avs_s3_request(os, &call, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (call.status == 404) {
+        return AVS_DONE;
+    }
+
+    if (call.status != 200) {
+        return avs_s3_failed(&call, err);
+    }
+
+    *size = call.length;
+    snprintf(etag, AVS_ETAG_SIZE, "%s", call.etag);
 
     return AVS_OK;
 }
 
 
-static char *
-avs_objstore_path(avs_objstore_t *os, const char *key, const char *suffix)
+/* GET with a Range: 206 and exactly length bytes, or nothing. */
+static avs_rc_t
+avs_s3_get_range(avs_objstore_t *os, const char *key, uint64_t offset,
+    uint64_t length, avs_buf_t *out, avs_err_t *err)
 {
-    size_t   len;
+    size_t         start;
+    avs_rc_t       rc;
+    avs_s3_call_t  call;
+    char           range[64];
+
+    snprintf(range, sizeof(range), "bytes=%llu-%llu",
+             (unsigned long long) offset,
+             (unsigned long long) (offset + length - 1));
+
+    start = out->len;
+
+    memset(&call, 0, sizeof(avs_s3_call_t));
+    call.method = "GET";
+    call.key = key;
+    call.range = range;
+    call.payload_sha256 = AVS_SIGV4_EMPTY_SHA256;
+    call.body = out;
+    call.body_max = length;
+
+    rc = avs_s3_request(os, &call, err);
+
+    if (rc == AVS_OK && call.status != 206) {
+        rc = avs_s3_failed(&call, err);
+    }
+
+    if (rc == AVS_OK && call.body_got != length) {
+        rc = avs_err_set(err, AVS_ESTORE,
+                         "GET %s: %s: %llu bytes instead of %llu", key,
+                         range, (unsigned long long) call.body_got,
+                         (unsigned long long) length);
+    }
+
+    if (rc != AVS_OK) {
+        out->len = start;
+    }
+
+    return rc;
+}
+
+
+static avs_rc_t
+avs_s3_delete(avs_objstore_t *os, const char *key, avs_err_t *err)
+{
+    avs_rc_t       rc;
+    avs_s3_call_t  call;
+
+    memset(&call, 0, sizeof(avs_s3_call_t));
+    call.method = "DELETE";
+    call.key = key;
+    call.payload_sha256 = AVS_SIGV4_EMPTY_SHA256;
+
+    rc = avs_s3_request(os, &call, err);
+
+    if (rc == AVS_OK && call.status != 204 && call.status != 200
+        && call.status != 404)
+    {
+        rc = avs_s3_failed(&call, err);
+    }
+
+    return rc;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* file:                                                                */
+
+
+/* root + "/" + key, or NULL. */
+static char *
+avs_file_path(avs_objstore_t *os, const char *key)
+{
     char    *path;
+    size_t   len;
 
-    len = strlen(os->root) + strlen(key) + strlen(suffix) + 2;
+    len = strlen(os->root) + strlen(key) + 2;
+
     path = malloc(len);
-
     if (path != NULL) {
-        snprintf(path, len, "%s/%s%s", os->root, key, suffix);
+        snprintf(path, len, "%s/%s", os->root, key);
     }
 
     return path;
 }
 
 
-/* Creates the directories of path (not its last part), like mkdir -p. */
+/* Flushes a directory, so that the entries made in it survive a crash. */
 static avs_rc_t
-avs_objstore_mkdirs(char *path, avs_err_t *err)
+avs_file_sync_dir(const char *dir, avs_err_t *err)
 {
-    char  *p;
+    int  fd;
 
-    for (p = path + 1; *p; p++) {
-        if (*p != '/') {
-            continue;
+    fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd == -1 || fsync(fd) == -1) {
+        avs_err_set(err, AVS_ESTORE, "fsync %s: %s", dir, strerror(errno));
+
+        if (fd != -1) {
+            close(fd);
         }
 
-        *p = '\0';
-
-        if (mkdir(path, 0755) == -1 && errno != EEXIST) {
-            avs_err_set(err, AVS_ESTORE, "mkdir %s: %s", path,
-                        strerror(errno));
-            *p = '/';
-            return AVS_ESTORE;
-        }
-
-        *p = '/';
+        return AVS_ESTORE;
     }
+
+    close(fd);
 
     return AVS_OK;
 }
 
 
+/*
+ * Creates the directory dir and its missing parents, like mkdir -p, and
+ * flushes the parent of each one it creates.
+ */
+static avs_rc_t
+avs_file_mkdirs(char *dir, avs_err_t *err)
+{
+    char      *p, *parent, c;
+    avs_rc_t   rc;
+
+    parent = dir;
+
+    for (p = dir + 1; /* void */ ; p++) {
+        if (*p != '/' && *p != '\0') {
+            continue;
+        }
+
+        c = *p;
+        *p = '\0';
+
+        if (mkdir(dir, 0755) == 0) {
+            *parent = '\0';
+            rc = avs_file_sync_dir(dir, err);
+            *parent = '/';
+
+            if (rc != AVS_OK) {
+                *p = c;
+                return rc;
+            }
+
+        } else if (errno != EEXIST) {
+            avs_err_set(err, AVS_ESTORE, "mkdir %s: %s", dir,
+                        strerror(errno));
+            *p = c;
+            return AVS_ESTORE;
+        }
+
+        *p = c;
+
+        if (c == '\0') {
+            return AVS_OK;
+        }
+
+        parent = p;
+    }
+}
+
+
+/* Writes n bytes, whatever write() does in pieces. */
+static int
+avs_file_write_all(int fd, const uint8_t *p, size_t n)
+{
+    ssize_t  w;
+
+    while (n > 0) {
+        w = write(fd, p, n);
+
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            return -1;
+        }
+
+        p += w;
+        n -= (size_t) w;
+    }
+
+    return 0;
+}
+
+
 /* Copies in to out and hashes what it copies. */
 static avs_rc_t
-avs_objstore_copy(int in, int out, const char *key, char sha256[65],
+avs_file_copy(int in, int out, const char *key, char sha256[65],
     avs_err_t *err)
 {
-    static const char   hex[] = "0123456789abcdef";
-    EVP_MD_CTX         *md;
-    unsigned char       digest[EVP_MAX_MD_SIZE];
-    unsigned int        dlen, i;
-    uint8_t            *buf;
-    ssize_t             n, w, off;
-    avs_rc_t            rc;
+    ssize_t        n;
+    uint8_t       *buf;
+    avs_rc_t       rc;
+    EVP_MD_CTX    *md;
+    unsigned int   len, i;
+    unsigned char  digest[EVP_MAX_MD_SIZE];
+
+    static const char  hex[] = "0123456789abcdef";
+
+    sha256[0] = '\0';
 
     buf = malloc(AVS_OBJSTORE_COPY);
     md = EVP_MD_CTX_new();
@@ -621,38 +1295,31 @@ avs_objstore_copy(int in, int out, const char *key, char sha256[65],
             break;
         }
 
-        EVP_DigestUpdate(md, buf, (size_t) n);
-
-        for (off = 0; off < n; off += w) {
-            w = write(out, buf + off, (size_t) (n - off));
-
-            if (w < 0 && errno == EINTR) {
-                w = 0;
-                continue;
-            }
-
-            if (w < 0) {
-                rc = avs_err_set(err, AVS_ESTORE, "put %s: write: %s", key,
-                                 strerror(errno));
-                break;
-            }
+        if (EVP_DigestUpdate(md, buf, (size_t) n) != 1) {
+            rc = avs_err_set(err, AVS_EINTERNAL, "put %s: sha256", key);
+            break;
         }
 
-        if (rc != AVS_OK) {
+        if (avs_file_write_all(out, buf, (size_t) n) == -1) {
+            rc = avs_err_set(err, AVS_ESTORE, "put %s: write: %s", key,
+                             strerror(errno));
             break;
         }
     }
 
-    dlen = 0;
+    if (rc == AVS_OK) {
+        if (EVP_DigestFinal_ex(md, digest, &len) != 1 || len != 32) {
+            rc = avs_err_set(err, AVS_EINTERNAL, "put %s: sha256", key);
 
-    if (rc == AVS_OK && EVP_DigestFinal_ex(md, digest, &dlen) == 1) {
-        for (i = 0; i < dlen && i < 32; i++) {
-            sha256[2 * i] = hex[digest[i] >> 4];
-            sha256[2 * i + 1] = hex[digest[i] & 0x0f];
+        } else {
+            for (i = 0; i < len; i++) {
+                sha256[2 * i] = hex[digest[i] >> 4];
+                sha256[2 * i + 1] = hex[digest[i] & 0x0f];
+            }
+
+            sha256[64] = '\0';
         }
     }
-
-    sha256[2 * (dlen < 32 ? dlen : 32)] = '\0';
 
     EVP_MD_CTX_free(md);
     free(buf);
@@ -661,145 +1328,83 @@ avs_objstore_copy(int in, int out, const char *key, char sha256[65],
 }
 
 
-/* Makes a rename durable: flushes the directory that holds path. */
+/*
+ * Copies the file into a hidden temporary file (".<name>.XXXXXX", unique
+ * per call, so that threads and processes never share one) in the
+ * object's directory, flushes it, renames it into place and flushes the
+ * directory.  The ETag is the SHA-256: the same bytes, the same tag.
+ */
 static avs_rc_t
-avs_objstore_sync_dir(const char *path, avs_err_t *err)
-{
-    char  *dir, *slash;
-    int    fd;
-
-    dir = strdup(path);
-    if (dir == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "out of memory");
-    }
-
-    slash = strrchr(dir, '/');
-    if (slash != NULL && slash != dir) {
-        *slash = '\0';
-    }
-
-    fd = open(dir, O_RDONLY | O_DIRECTORY);
-
-    if (fd == -1 || fsync(fd) == -1) {
-        avs_err_set(err, AVS_ESTORE, "fsync %s: %s", dir, strerror(errno));
-        if (fd != -1) {
-            close(fd);
-        }
-        free(dir);
-        return AVS_ESTORE;
-    }
-
-    close(fd);
-    free(dir);
-
-    return AVS_OK;
-}
-
-
-/* PUT from a file, signed with the file's SHA-256 (computed first). */
-static avs_rc_t
-avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
+avs_file_put(avs_objstore_t *os, const char *key, const char *path,
     char etag[AVS_ETAG_SIZE], char sha256[65], avs_err_t *err)
 {
-    avs_s3_call_t  call;
-    avs_buf_t      body;
-    avs_rc_t       rc;
-    uint64_t       size;
+    int        in, out;
+    char      *final, *tmp, *slash;
+    size_t     len;
+    avs_rc_t   rc;
 
-    rc = avs_sha256_file_hex(path, sha256, &size, err);
-    if (rc != AVS_OK) {
-        return rc;
-    }
-
-    memset(&call, 0, sizeof(call));
-    memset(&body, 0, sizeof(body));
-    body.limit = 4096;
-
-    call.method = "PUT";
-    call.key = key;
-    call.payload_sha256 = sha256;
-    call.upload_size = size;
-    call.body = &body;
-    call.upload = fopen(path, "rb");
-
-    if (call.upload == NULL) {
-        return avs_err_set(err, AVS_ESTORE, "put %s: %s", key,
-                           strerror(errno));
-    }
-
-    rc = avs_s3_request(os, &call, err);
-    fclose(call.upload);
-
-    if (rc == AVS_OK && call.status != 200) {
-        rc = avs_s3_failed(&call, err);
-    }
-
-    if (rc == AVS_OK) {
-        snprintf(etag, AVS_ETAG_SIZE, "%s", call.etag);
-    }
-
-    avs_buf_free(&body);
-
-    return rc;
-}
-
-
-avs_rc_t
-avs_objstore_put_file(avs_objstore_t *os, const char *key, const char *path,
-    char etag[AVS_ETAG_SIZE], char sha256[65], avs_err_t *err)
-{
-    struct stat  st;
-    avs_rc_t     rc;
-    char        *final, *tmp, suffix[48];
-    int          in, out;
-
-    rc = avs_objstore_key(key, err);
-    if (rc != AVS_OK) {
-        return rc;
-    }
-
-    if (os->s3) {
-        return avs_s3_put(os, key, path, etag, sha256, err);
-    }
-
-    snprintf(suffix, sizeof(suffix), ".tmp-%ld", (long) getpid());
-
-    final = avs_objstore_path(os, key, "");
-    tmp = avs_objstore_path(os, key, suffix);
     in = -1;
     out = -1;
+    tmp = NULL;
+
+    final = avs_file_path(os, key);
+    len = final ? strlen(final) + 10 : 0;
+    tmp = final ? malloc(len) : NULL;
 
     if (final == NULL || tmp == NULL) {
         rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
         goto done;
     }
 
-    rc = avs_objstore_mkdirs(tmp, err);
+    slash = strrchr(final, '/');
+    *slash = '\0';
+    snprintf(tmp, len, "%s/.%s.XXXXXX", final, slash + 1);
+
+    rc = avs_file_mkdirs(final, err);
+    *slash = '/';
+
+    if (rc != AVS_OK) {
+        free(tmp);
+        tmp = NULL;
+        goto done;
+    }
+
+    out = mkstemp(tmp);
+    if (out == -1) {
+        rc = avs_err_set(err, AVS_ESTORE, "put %s: cannot create %s: %s",
+                         key, tmp, strerror(errno));
+        free(tmp);
+        tmp = NULL;
+        goto done;
+    }
+
+    (void) fcntl(out, F_SETFD, FD_CLOEXEC);
+
+    in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in == -1) {
+        rc = avs_err_set(err, AVS_ESTORE, "put %s: cannot open %s: %s",
+                         key, path, strerror(errno));
+        goto done;
+    }
+
+    rc = avs_file_copy(in, out, key, sha256, err);
     if (rc != AVS_OK) {
         goto done;
     }
 
-    in = open(path, O_RDONLY);
-    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-    if (in == -1 || out == -1) {
-        rc = avs_err_set(err, AVS_ESTORE, "put %s: open: %s", key,
-                         strerror(errno));
-        goto done;
-    }
-
-    rc = avs_objstore_copy(in, out, key, sha256, err);
-    if (rc != AVS_OK) {
-        goto done;
-    }
-
-    if (fsync(out) == -1 || fstat(out, &st) == -1) {
+    if (fchmod(out, 0644) == -1 || fsync(out) == -1) {
         rc = avs_err_set(err, AVS_ESTORE, "put %s: fsync: %s", key,
                          strerror(errno));
         goto done;
     }
 
-    close(out);
+    if (close(out) == -1) {
+        out = -1;
+        rc = avs_err_set(err, AVS_ESTORE, "put %s: close: %s", key,
+                         strerror(errno));
+        goto done;
+    }
+
     out = -1;
 
     if (rename(tmp, final) == -1) {
@@ -808,10 +1413,16 @@ avs_objstore_put_file(avs_objstore_t *os, const char *key, const char *path,
         goto done;
     }
 
-    rc = avs_objstore_sync_dir(final, err);
+    free(tmp);
+    tmp = NULL;
 
-    /* the tag of a local object: its SHA-256, like an S3 ETag of a PUT */
-    snprintf(etag, AVS_ETAG_SIZE, "%s", sha256);
+    *slash = '\0';
+    rc = avs_file_sync_dir(final, err);
+    *slash = '/';
+
+    if (rc == AVS_OK) {
+        snprintf(etag, AVS_ETAG_SIZE, "%s", sha256);
+    }
 
 done:
 
@@ -823,140 +1434,75 @@ done:
         close(out);
     }
 
-    if (rc != AVS_OK && tmp != NULL) {
+    if (tmp != NULL) {
         (void) unlink(tmp);
+        free(tmp);
     }
 
     free(final);
-    free(tmp);
 
     return rc;
 }
 
 
-avs_rc_t
-avs_objstore_head(avs_objstore_t *os, const char *key, uint64_t *size,
+static avs_rc_t
+avs_file_head(avs_objstore_t *os, const char *key, uint64_t *size,
     char etag[AVS_ETAG_SIZE], avs_err_t *err)
 {
-    avs_s3_call_t  call;
-    struct stat    st;
+    int          fd;
+    char        *path, sha256[AVS_SHA256_HEX_SIZE];
     avs_rc_t     rc;
-    char        *path;
+    struct stat  st;
 
-    rc = avs_objstore_key(key, err);
-    if (rc != AVS_OK) {
-        return rc;
+    path = avs_file_path(os, key);
+    if (path == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
     }
 
-    if (os->s3) {
-        memset(&call, 0, sizeof(call));
-        call.method = "HEAD";
-        call.key = key;
-        call.payload_sha256 = AVS_SIGV4_EMPTY_SHA256;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
 
-        rc = avs_s3_request(os, &call, err);
-        if (rc != AVS_OK) {
-            return rc;
-        }
-
-        if (call.status == 404) {
+    if (fd == -1) {
+        if (errno == ENOENT || errno == ENOTDIR) {
             return AVS_DONE;
         }
 
-        if (call.status != 200) {
-            return avs_s3_failed(&call, err);
-        }
-
-        *size = call.length;
-        snprintf(etag, AVS_ETAG_SIZE, "%s", call.etag);
-        return AVS_OK;
-    }
-
-    path = avs_objstore_path(os, key, "");
-    if (path == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "out of memory");
-    }
-
-    if (stat(path, &st) == -1) {
-        rc = (errno == ENOENT)
-             ? AVS_DONE
-             : avs_err_set(err, AVS_ESTORE, "head %s: %s", key,
+        return avs_err_set(err, AVS_ESTORE, "head %s: %s", key,
                            strerror(errno));
-        free(path);
-        return rc;
     }
 
-    free(path);
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return avs_err_set(err, AVS_ESTORE, "head %s: not a file", key);
+    }
 
-    *size = (uint64_t) st.st_size;
-    snprintf(etag, AVS_ETAG_SIZE, "%llx-%llx",
-             (unsigned long long) st.st_size,
-             (unsigned long long) st.st_mtime);
+    rc = avs_sha256_fd_hex(fd, sha256, size, err);
+    close(fd);
 
-    return AVS_OK;
+    if (rc == AVS_OK) {
+        snprintf(etag, AVS_ETAG_SIZE, "%s", sha256);
+    }
+
+    return rc;
 }
 
 
-avs_rc_t
-avs_objstore_get_range(avs_objstore_t *os, const char *key, uint64_t offset,
+static avs_rc_t
+avs_file_get_range(avs_objstore_t *os, const char *key, uint64_t offset,
     uint64_t length, avs_buf_t *out, avs_err_t *err)
 {
-    avs_s3_call_t  call;
-    size_t         start;
-    char           range[64];
-    avs_rc_t   rc;
-    ssize_t    n;
-    uint64_t   done;
-    char      *path;
-    int        fd;
+    int          fd;
+    char        *path;
+    ssize_t      n;
+    uint64_t     done;
+    struct stat  st;
 
-    rc = avs_objstore_key(key, err);
-    if (rc != AVS_OK) {
-        return rc;
-    }
-
-    rc = avs_buf_reserve(out, length);
-    if (rc != AVS_OK) {
-        return avs_err_set(err, rc, "get %s: %llu bytes", key,
-                           (unsigned long long) length);
-    }
-
-    if (os->s3) {
-        start = out->len;
-        memset(&call, 0, sizeof(call));
-        snprintf(range, sizeof(range), "bytes=%llu-%llu",
-                 (unsigned long long) offset,
-                 (unsigned long long) (offset + length - 1));
-        call.method = "GET";
-        call.key = key;
-        call.range = range;
-        call.payload_sha256 = AVS_SIGV4_EMPTY_SHA256;
-        call.body = out;
-
-        rc = avs_s3_request(os, &call, err);
-
-        if (rc == AVS_OK
-            && (call.status != 206 || out->len - start != length))
-        {
-            if (call.status == 206) {
-                call.status = 0;
-            }
-
-            out->len = start;
-            rc = (call.status != 0)
-                 ? avs_s3_failed(&call, err)
-                 : avs_err_set(err, AVS_ESTORE, "get %s: wrong length", key);
-        }
-
-        return rc;
-    }
-
-    path = avs_objstore_path(os, key, "");
+    path = avs_file_path(os, key);
     if (path == NULL) {
         return avs_err_set(err, AVS_ENOMEM, "out of memory");
     }
 
-    fd = open(path, O_RDONLY);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
     free(path);
 
     if (fd == -1) {
@@ -964,9 +1510,24 @@ avs_objstore_get_range(avs_objstore_t *os, const char *key, uint64_t offset,
                            strerror(errno));
     }
 
+    if (fstat(fd, &st) == -1 || offset > (uint64_t) st.st_size
+        || length > (uint64_t) st.st_size - offset)
+    {
+        close(fd);
+        return avs_err_set(err, AVS_ESTORE,
+                           "get %s: bytes %llu+%llu are past its end",
+                           key, (unsigned long long) offset,
+                           (unsigned long long) length);
+    }
+
     for (done = 0; done < length; done += (uint64_t) n) {
         n = pread(fd, out->data + out->len + done, length - done,
                   (off_t) (offset + done));
+
+        if (n < 0 && errno == EINTR) {
+            n = 0;
+            continue;
+        }
 
         if (n <= 0) {
             close(fd);
@@ -982,12 +1543,47 @@ avs_objstore_get_range(avs_objstore_t *os, const char *key, uint64_t offset,
 }
 
 
-avs_rc_t
-avs_objstore_delete(avs_objstore_t *os, const char *key, avs_err_t *err)
+static avs_rc_t
+avs_file_delete(avs_objstore_t *os, const char *key, avs_err_t *err)
 {
-    avs_s3_call_t  call;
-    avs_rc_t       rc;
-    char      *path;
+    char      *path, *slash;
+    avs_rc_t   rc;
+
+    path = avs_file_path(os, key);
+    if (path == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
+    if (unlink(path) == -1) {
+        rc = (errno == ENOENT || errno == ENOTDIR)
+             ? AVS_OK
+             : avs_err_set(err, AVS_ESTORE, "delete %s: %s", key,
+                           strerror(errno));
+        free(path);
+        return rc;
+    }
+
+    slash = strrchr(path, '/');
+    *slash = '\0';
+    rc = avs_file_sync_dir(path, err);
+    free(path);
+
+    return rc;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* the interface                                                        */
+
+
+avs_rc_t
+avs_objstore_put_file(avs_objstore_t *os, const char *key, const char *path,
+    char etag[AVS_ETAG_SIZE], char sha256[65], avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    etag[0] = '\0';
+    sha256[0] = '\0';
 
     rc = avs_objstore_key(key, err);
     if (rc != AVS_OK) {
@@ -995,33 +1591,136 @@ avs_objstore_delete(avs_objstore_t *os, const char *key, avs_err_t *err)
     }
 
     if (os->s3) {
-        memset(&call, 0, sizeof(call));
-        call.method = "DELETE";
-        call.key = key;
-        call.payload_sha256 = AVS_SIGV4_EMPTY_SHA256;
+        return avs_s3_put(os, key, path, etag, sha256, err);
+    }
 
-        rc = avs_s3_request(os, &call, err);
+    return avs_file_put(os, key, path, etag, sha256, err);
+}
 
-        if (rc == AVS_OK && call.status != 204 && call.status != 200
-            && call.status != 404)
-        {
-            rc = avs_s3_failed(&call, err);
-        }
 
+avs_rc_t
+avs_objstore_head(avs_objstore_t *os, const char *key, uint64_t *size,
+    char etag[AVS_ETAG_SIZE], avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    etag[0] = '\0';
+    *size = 0;
+
+    rc = avs_objstore_key(key, err);
+    if (rc != AVS_OK) {
         return rc;
     }
 
-    path = avs_objstore_path(os, key, "");
-    if (path == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    if (os->s3) {
+        return avs_s3_head(os, key, size, etag, err);
     }
 
-    if (unlink(path) == -1 && errno != ENOENT) {
-        rc = avs_err_set(err, AVS_ESTORE, "delete %s: %s", key,
-                         strerror(errno));
+    return avs_file_head(os, key, size, etag, err);
+}
+
+
+avs_rc_t
+avs_objstore_get_range(avs_objstore_t *os, const char *key, uint64_t offset,
+    uint64_t length, avs_buf_t *out, avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    rc = avs_objstore_key(key, err);
+    if (rc != AVS_OK) {
+        return rc;
     }
 
-    free(path);
+    if (length == 0) {
+        return AVS_OK;
+    }
+
+    if (length > SIZE_MAX || offset > UINT64_MAX - length) {
+        return avs_err_set(err, AVS_ETOOLARGE, "get %s: %llu bytes", key,
+                           (unsigned long long) length);
+    }
+
+    rc = avs_buf_reserve(out, (size_t) length);
+    if (rc != AVS_OK) {
+        return avs_err_set(err, rc, "get %s: %llu bytes", key,
+                           (unsigned long long) length);
+    }
+
+    if (os->s3) {
+        return avs_s3_get_range(os, key, offset, length, out, err);
+    }
+
+    return avs_file_get_range(os, key, offset, length, out, err);
+}
+
+
+avs_rc_t
+avs_objstore_delete(avs_objstore_t *os, const char *key, avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    rc = avs_objstore_key(key, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (os->s3) {
+        return avs_s3_delete(os, key, err);
+    }
+
+    return avs_file_delete(os, key, err);
+}
+
+
+avs_rc_t
+avs_objstore_sign_get(avs_objstore_t *os, const char *key, const char *range,
+    avs_objstore_signed_t *out, avs_err_t *err)
+{
+    avs_rc_t   rc;
+    avs_buf_t  raw, uri;
+
+    memset(out, 0, sizeof(avs_objstore_signed_t));
+
+    rc = avs_objstore_key(key, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (!os->s3) {
+        snprintf(out->path, sizeof(out->path), "%s", key);
+        return AVS_OK;
+    }
+
+    if (range != NULL
+        && (range[0] == '\0' || strpbrk(range, "\r\n") != NULL))
+    {
+        return avs_err_set(err, AVS_EINTERNAL, "sign %s: bad range", key);
+    }
+
+    memset(&raw, 0, sizeof(avs_buf_t));
+    memset(&uri, 0, sizeof(avs_buf_t));
+
+    rc = avs_s3_paths(os, key, &raw, &uri, err);
+
+    if (rc == AVS_OK && uri.len >= sizeof(out->path)) {
+        rc = avs_err_set(err, AVS_EINTERNAL, "sign %s: path too long", key);
+    }
+
+    if (rc == AVS_OK) {
+        memcpy(out->path, uri.data, uri.len + 1);
+        snprintf(out->host, sizeof(out->host), "%s", os->host);
+        memcpy(out->content_sha256, AVS_SIGV4_EMPTY_SHA256,
+               AVS_SHA256_HEX_SIZE);
+        out->security_token = os->session_token;
+
+        rc = avs_s3_sign(os, "GET", (char *) raw.data, range,
+                         out->content_sha256, out->amz_date,
+                         out->authorization, sizeof(out->authorization),
+                         err);
+    }
+
+    avs_buf_free(&raw);
+    avs_buf_free(&uri);
 
     return rc;
 }
