@@ -137,6 +137,9 @@ static uint64_t avs_archive_ttl(const avs_archive_conf_t *conf);
 static int64_t avs_archive_mono_ms(void);
 static avs_rc_t avs_sql_fail(sqlite3 *db, int src, const char *what,
     avs_err_t *err);
+static avs_rc_t avs_sql_preparev(sqlite3 *db, sqlite3_stmt **stmt,
+    const char *what, avs_err_t *err, const char *sql, const char *types,
+    va_list ap);
 static avs_rc_t avs_sql_prepare(sqlite3 *db, sqlite3_stmt **stmt,
     const char *what, avs_err_t *err, const char *sql, const char *types,
     ...);
@@ -287,12 +290,11 @@ avs_sql_bindv(sqlite3 *db, sqlite3_stmt *stmt, const char *what,
 }
 
 
-/* Prepares sql and binds its arguments; the caller finalizes. */
+/* Prepares sql and binds the arguments in ap; the caller finalizes. */
 static avs_rc_t
-avs_sql_prepare(sqlite3 *db, sqlite3_stmt **stmt, const char *what,
-    avs_err_t *err, const char *sql, const char *types, ...)
+avs_sql_preparev(sqlite3 *db, sqlite3_stmt **stmt, const char *what,
+    avs_err_t *err, const char *sql, const char *types, va_list ap)
 {
-    va_list   ap;
     avs_rc_t  rc;
     int       src;
 
@@ -303,14 +305,28 @@ avs_sql_prepare(sqlite3 *db, sqlite3_stmt **stmt, const char *what,
         return avs_sql_fail(db, src, what, err);
     }
 
-    va_start(ap, types);
     rc = avs_sql_bindv(db, *stmt, what, err, types, ap);
-    va_end(ap);
 
     if (rc != AVS_OK) {
         sqlite3_finalize(*stmt);
         *stmt = NULL;
     }
+
+    return rc;
+}
+
+
+/* Prepares sql and binds its arguments; the caller finalizes. */
+static avs_rc_t
+avs_sql_prepare(sqlite3 *db, sqlite3_stmt **stmt, const char *what,
+    avs_err_t *err, const char *sql, const char *types, ...)
+{
+    va_list   ap;
+    avs_rc_t  rc;
+
+    va_start(ap, types);
+    rc = avs_sql_preparev(db, stmt, what, err, sql, types, ap);
+    va_end(ap);
 
     return rc;
 }
@@ -329,27 +345,21 @@ avs_sql_query(sqlite3 *db, sqlite3_stmt **stmt, const char *what,
     avs_rc_t  rc;
     int       src;
 
-    *stmt = NULL;
-
-    src = sqlite3_prepare_v2(db, sql, -1, stmt, NULL);
-    if (src != SQLITE_OK) {
-        return avs_sql_fail(db, src, what, err);
-    }
-
     va_start(ap, types);
-    rc = avs_sql_bindv(db, *stmt, what, err, types, ap);
+    rc = avs_sql_preparev(db, stmt, what, err, sql, types, ap);
     va_end(ap);
 
-    if (rc == AVS_OK) {
-        src = sqlite3_step(*stmt);
-
-        if (src == SQLITE_ROW) {
-            return AVS_OK;
-        }
-
-        rc = (src == SQLITE_DONE) ? AVS_DONE
-                                  : avs_sql_fail(db, src, what, err);
+    if (rc != AVS_OK) {
+        return rc;
     }
+
+    src = sqlite3_step(*stmt);
+
+    if (src == SQLITE_ROW) {
+        return AVS_OK;
+    }
+
+    rc = (src == SQLITE_DONE) ? AVS_DONE : avs_sql_fail(db, src, what, err);
 
     sqlite3_finalize(*stmt);
     *stmt = NULL;
@@ -368,26 +378,23 @@ avs_sql_exec(sqlite3 *db, int64_t *changes, const char *what,
     avs_rc_t       rc;
     int            src;
 
-    src = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
-    if (src != SQLITE_OK) {
-        return avs_sql_fail(db, src, what, err);
-    }
-
     va_start(ap, types);
-    rc = avs_sql_bindv(db, stmt, what, err, types, ap);
+    rc = avs_sql_preparev(db, &stmt, what, err, sql, types, ap);
     va_end(ap);
 
-    if (rc == AVS_OK) {
-        src = sqlite3_step(stmt);
+    if (rc != AVS_OK) {
+        return rc;
+    }
 
-        if (src == SQLITE_DONE) {
-            if (changes != NULL) {
-                *changes = sqlite3_changes64(db);
-            }
+    src = sqlite3_step(stmt);
 
-        } else {
-            rc = avs_sql_fail(db, src, what, err);
+    if (src == SQLITE_DONE) {
+        if (changes != NULL) {
+            *changes = sqlite3_changes64(db);
         }
+
+    } else {
+        rc = avs_sql_fail(db, src, what, err);
     }
 
     sqlite3_finalize(stmt);

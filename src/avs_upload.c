@@ -4,9 +4,9 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <openssl/evp.h>
 
 #include "avs_codec.h"
+#include "avs_sigv4.h"
 #include "avs_upload.h"
 
 
@@ -18,28 +18,6 @@
 #define AVS_UPLOAD_SCRATCH_KEEP  (1024 * 1024)
 
 static __thread avs_buf_t  avs_upload_scratch;
-
-
-static void
-avs_sha256_hex(const uint8_t *p, size_t n, char out[65])
-{
-    static const char  hex[] = "0123456789abcdef";
-    unsigned char      md[EVP_MAX_MD_SIZE];
-    unsigned int       len, i;
-
-    len = 0;
-
-    if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1) {
-        len = 0;
-    }
-
-    for (i = 0; i < len && i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 0x0f];
-    }
-
-    out[2 * i] = '\0';
-}
 
 
 avs_rc_t
@@ -68,7 +46,9 @@ avs_upload_open(avs_upload_t *u, const uint8_t *file, size_t n,
         return rc;
     }
 
-    avs_sha256_hex(file, n, u->content_hash);
+    if (avs_sha256_hex(file, n, u->content_hash) != AVS_OK) {
+        return avs_err_set(err, AVS_ENOMEM, "cannot hash the upload");
+    }
 
     return AVS_OK;
 }
