@@ -31,10 +31,14 @@ static char *ngx_http_avro_archive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_avro_archive_now(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_avro_read(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_avro_param(ngx_str_t *arg, const char *name,
     ngx_str_t *value);
 static ngx_int_t ngx_http_avro_make_dir(ngx_cycle_t *cycle, u_char *dir,
     const char *what);
+static ngx_int_t ngx_http_avro_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_avro_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_avro_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_avro_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_avro_create_loc_conf(ngx_conf_t *cf);
@@ -102,6 +106,13 @@ static ngx_command_t  ngx_http_avro_commands[] = {
     { ngx_string("avro_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_avro_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("avro_read"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_avro_read,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -174,8 +185,8 @@ static ngx_command_t  ngx_http_avro_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_avro_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_avro_preconfiguration,        /* preconfiguration */
+    ngx_http_avro_postconfiguration,       /* postconfiguration */
 
     ngx_http_avro_create_main_conf,        /* create main configuration */
     ngx_http_avro_init_main_conf,          /* init main configuration */
@@ -346,7 +357,9 @@ ngx_http_avro_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (alcf->upload != NGX_CONF_UNSET || alcf->status != NGX_CONF_UNSET) {
+    if (alcf->upload != NGX_CONF_UNSET || alcf->status != NGX_CONF_UNSET
+        || alcf->read_uri.data != NULL)
+    {
         return "is duplicate";
     }
 
@@ -366,7 +379,9 @@ ngx_http_avro_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (alcf->upload != NGX_CONF_UNSET || alcf->status != NGX_CONF_UNSET) {
+    if (alcf->upload != NGX_CONF_UNSET || alcf->status != NGX_CONF_UNSET
+        || alcf->read_uri.data != NULL)
+    {
         return "is duplicate";
     }
 
@@ -374,6 +389,42 @@ ngx_http_avro_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_avro_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * avro_read <uri>: the location reads; each archived range is fetched by a
+ * subrequest to <uri><object key>, an internal location of the operator's.
+ */
+static char *
+ngx_http_avro_read(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_avro_loc_conf_t *alcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (alcf->upload != NGX_CONF_UNSET || alcf->status != NGX_CONF_UNSET
+        || alcf->read_uri.data != NULL)
+    {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "avro_read: \"%V\" must be a URI that starts "
+                           "with \"/\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    alcf->read_uri = value[1];
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_avro_read_handler;
 
     return NGX_CONF_OK;
 }
@@ -631,6 +682,20 @@ ngx_http_avro_archive_now(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static ngx_int_t
+ngx_http_avro_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_avro_read_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_avro_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_avro_read_init_filters(cf);
+}
+
+
 static void *
 ngx_http_avro_create_main_conf(ngx_conf_t *cf)
 {
@@ -837,13 +902,16 @@ ngx_http_avro_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
     }
 
-    if (conf->upload == 1 || conf->status == 1) {
+    if (conf->upload == 1 || conf->status == 1
+        || conf->read_uri.data != NULL)
+    {
         amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_avro_module);
 
         if (amcf->hot_store.data == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"avro_upload\" and \"avro_status\" need "
-                               "\"avro_hot_store\" in the http block");
+                               "\"avro_upload\", \"avro_status\" and "
+                               "\"avro_read\" need \"avro_hot_store\" "
+                               "in the http block");
             return NGX_CONF_ERROR;
         }
     }
@@ -1047,7 +1115,7 @@ ngx_http_avro_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (!amcf->archive) {
+    if (amcf->cold_store.data == NULL) {
         return NGX_OK;
     }
 
@@ -1062,6 +1130,10 @@ ngx_http_avro_init_process(ngx_cycle_t *cycle)
         /* uploads go on; nothing is archived until a reload fixes it */
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "avro_cold_store: %s",
                       err.msg);
+        return NGX_OK;
+    }
+
+    if (!amcf->archive) {
         return NGX_OK;
     }
 

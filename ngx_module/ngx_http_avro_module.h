@@ -60,6 +60,7 @@ typedef struct {
     ngx_flag_t                 upload;
     ngx_flag_t                 status;
     ngx_flag_t                 archive_now;
+    ngx_str_t                  read_uri;        /* avro_read, else empty */
 
     ngx_http_complex_value_t  *dataset;
     ngx_http_complex_value_t  *table;
@@ -111,16 +112,27 @@ ngx_int_t ngx_http_avro_commit(ngx_http_avro_committer_t *cm,
     ngx_http_avro_upload_ctx_t *ctx);
 ngx_int_t ngx_http_avro_status_handler(ngx_http_request_t *r);
 
+ngx_int_t ngx_http_avro_read_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_avro_read_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_avro_read_init_filters(ngx_conf_t *cf);
+
 ngx_int_t ngx_http_avro_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
 ngx_int_t ngx_http_avro_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *message);
 ngx_int_t ngx_http_avro_send_avs_error(ngx_http_request_t *r, avs_rc_t rc,
     const char *message);
+ngx_int_t ngx_http_avro_get_checks(ngx_http_request_t *r, const char *what);
+ngx_thread_task_t *ngx_http_avro_task_alloc(ngx_http_request_t *r,
+    size_t size, ngx_pool_cleanup_pt cleanup);
 ngx_int_t ngx_http_avro_post_task(ngx_http_request_t *r,
     ngx_thread_task_t *task, ngx_http_event_handler_pt done);
 void ngx_http_avro_task_done(ngx_event_t *ev);
 void ngx_http_avro_busy(ngx_int_t delta);
+const char *ngx_http_avro_cv(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_int_t *rc);
+const char *ngx_http_avro_arg(ngx_http_request_t *r, char *name, size_t len,
+    ngx_int_t *rc);
 
 
 extern ngx_module_t  ngx_http_avro_module;

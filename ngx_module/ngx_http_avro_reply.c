@@ -1,6 +1,7 @@
 /*
- * What the avro handlers share: JSON answers, and running a piece of work
- * in the module's thread pool while the request waits.
+ * What the avro handlers share: JSON answers, running a piece of work in
+ * the module's thread pool while the request waits, and reading names
+ * from the configuration or the query string.
  */
 
 
@@ -86,7 +87,7 @@ ngx_http_avro_send_json(ngx_http_request_t *r, ngx_uint_t status,
 
         alcf = ngx_http_get_module_loc_conf(r, ngx_http_avro_module);
 
-        if (alcf->status == 1) {
+        if (alcf->status == 1 || alcf->read_uri.data != NULL) {
             ngx_str_set(&h->value, "GET, HEAD");
 
         } else {
@@ -172,6 +173,77 @@ ngx_http_avro_send_avs_error(ngx_http_request_t *r, avs_rc_t rc,
 
 
 /*
+ * What a GET location (status, read) checks first: the method (405 with
+ * what), no body, and a hot store to ask.  NGX_DECLINED to go on, else
+ * the handler's result (the answer is sent).
+ */
+ngx_int_t
+ngx_http_avro_get_checks(ngx_http_request_t *r, const char *what)
+{
+    ngx_int_t                   rc;
+    ngx_http_avro_main_conf_t  *amcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_avro_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                        "method_not_allowed", what);
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_avro_module);
+
+    if (amcf->store == NULL) {
+        return ngx_http_avro_send_avs_error(r, AVS_ESTORE,
+                                            "hot store unavailable, "
+                                            "see the error log");
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The task of a request that waits for a pool thread: its context (size
+ * bytes, zeroed) becomes the request's module context, and cleanup (if not
+ * NULL) runs on it when the request ends.
+ */
+ngx_thread_task_t *
+ngx_http_avro_task_alloc(ngx_http_request_t *r, size_t size,
+    ngx_pool_cleanup_pt cleanup)
+{
+    ngx_thread_task_t   *task;
+    ngx_pool_cleanup_t  *cln;
+
+    task = ngx_thread_task_alloc(r->pool, size);
+    if (task == NULL) {
+        return NULL;
+    }
+
+    if (cleanup != NULL) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = cleanup;
+        cln->data = task->ctx;
+    }
+
+    ngx_http_set_ctx(r, task->ctx, ngx_http_avro_module);
+
+    return task;
+}
+
+
+/*
  * Posts task to the module's thread pool; done runs on the event loop
  * afterwards as the request's write handler (unless nginx has terminated
  * the request meanwhile, in which case nginx finalizes it).
@@ -221,4 +293,73 @@ ngx_http_avro_task_done(ngx_event_t *ev)
     r->write_event_handler(r);
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/* A complex value as a C string; NULL when unset or empty. */
+const char *
+ngx_http_avro_cv(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
+    ngx_int_t *rc)
+{
+    u_char     *p;
+    ngx_str_t   v;
+
+    if (cv == NULL) {
+        return NULL;
+    }
+
+    if (ngx_http_complex_value(r, cv, &v) != NGX_OK) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+
+    if (v.len == 0) {
+        return NULL;
+    }
+
+    p = ngx_pnalloc(r->pool, v.len + 1);
+    if (p == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+
+    ngx_cpystrn(p, v.data, v.len + 1);
+
+    return (const char *) p;
+}
+
+
+/*
+ * A query argument, percent-decoded, as a C string; NULL when absent.  A
+ * decoded NUL would cut the name short, so then the raw text is kept, and
+ * the name check refuses its '%'.
+ */
+const char *
+ngx_http_avro_arg(ngx_http_request_t *r, char *name, size_t len,
+    ngx_int_t *rc)
+{
+    u_char     *p, *dst, *src;
+    ngx_str_t   v;
+
+    if (ngx_http_arg(r, (u_char *) name, len, &v) != NGX_OK || v.len == 0) {
+        return NULL;
+    }
+
+    p = ngx_pnalloc(r->pool, v.len + 1);
+    if (p == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+
+    dst = p;
+    src = v.data;
+    ngx_unescape_uri(&dst, &src, v.len, NGX_UNESCAPE_URI);
+    *dst = '\0';
+
+    if (ngx_strlen(p) != (size_t) (dst - p)) {
+        ngx_memcpy(p, v.data, v.len);
+        p[v.len] = '\0';
+    }
+
+    return (const char *) p;
 }

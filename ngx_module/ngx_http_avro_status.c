@@ -32,30 +32,18 @@ ngx_http_avro_status_handler(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
     ngx_thread_task_t           *task;
-    ngx_pool_cleanup_t          *cln;
     ngx_http_avro_main_conf_t   *amcf;
     ngx_http_avro_status_ctx_t  *ctx;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_avro_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                        "method_not_allowed",
-                                        "the status answers GET and HEAD");
-    }
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
+    rc = ngx_http_avro_get_checks(r, "the status answers GET and HEAD");
+    if (rc != NGX_DECLINED) {
         return rc;
     }
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_avro_module);
 
-    if (amcf->store == NULL) {
-        return ngx_http_avro_send_avs_error(r, AVS_ESTORE,
-                                            "hot store unavailable, "
-                                            "see the error log");
-    }
-
-    task = ngx_thread_task_alloc(r->pool, sizeof(ngx_http_avro_status_ctx_t));
+    task = ngx_http_avro_task_alloc(r, sizeof(ngx_http_avro_status_ctx_t),
+                                    ngx_http_avro_status_cleanup);
     if (task == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -64,16 +52,6 @@ ngx_http_avro_status_handler(ngx_http_request_t *r)
     ctx->store = amcf->store;
     ctx->path = (const char *) amcf->hot_store.data;
     ctx->archive = amcf->archive ? 1 : 0;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_avro_status_cleanup;
-    cln->data = ctx;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_avro_module);
 
     task->handler = ngx_http_avro_status_thread;
 

@@ -22,10 +22,6 @@ static ngx_int_t ngx_http_avro_upload_collect(ngx_http_request_t *r,
     ngx_http_avro_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_avro_upload_names(ngx_http_request_t *r,
     ngx_http_avro_upload_ctx_t *ctx);
-static const char *ngx_http_avro_cv(ngx_http_request_t *r,
-    ngx_http_complex_value_t *cv, ngx_int_t *rc);
-static const char *ngx_http_avro_arg(ngx_http_request_t *r, char *name,
-    size_t len, ngx_int_t *rc);
 static void ngx_http_avro_upload_validate(ngx_http_request_t *r,
     ngx_http_avro_upload_ctx_t *ctx);
 static void ngx_http_avro_upload_thread(void *data, ngx_log_t *log);
@@ -348,75 +344,6 @@ ngx_http_avro_upload_names(ngx_http_request_t *r,
     }
 
     return rc;
-}
-
-
-/* A complex value as a C string; NULL when unset or empty. */
-static const char *
-ngx_http_avro_cv(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
-    ngx_int_t *rc)
-{
-    u_char     *p;
-    ngx_str_t   v;
-
-    if (cv == NULL) {
-        return NULL;
-    }
-
-    if (ngx_http_complex_value(r, cv, &v) != NGX_OK) {
-        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return NULL;
-    }
-
-    if (v.len == 0) {
-        return NULL;
-    }
-
-    p = ngx_pnalloc(r->pool, v.len + 1);
-    if (p == NULL) {
-        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return NULL;
-    }
-
-    ngx_cpystrn(p, v.data, v.len + 1);
-
-    return (const char *) p;
-}
-
-
-/*
- * A query argument, percent-decoded, as a C string; NULL when absent.  A
- * decoded NUL would cut the name short, so then the raw text is kept, and
- * the name check refuses its '%'.
- */
-static const char *
-ngx_http_avro_arg(ngx_http_request_t *r, char *name, size_t len,
-    ngx_int_t *rc)
-{
-    u_char     *p, *dst, *src;
-    ngx_str_t   v;
-
-    if (ngx_http_arg(r, (u_char *) name, len, &v) != NGX_OK || v.len == 0) {
-        return NULL;
-    }
-
-    p = ngx_pnalloc(r->pool, v.len + 1);
-    if (p == NULL) {
-        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return NULL;
-    }
-
-    dst = p;
-    src = v.data;
-    ngx_unescape_uri(&dst, &src, v.len, NGX_UNESCAPE_URI);
-    *dst = '\0';
-
-    if (ngx_strlen(p) != (size_t) (dst - p)) {
-        ngx_memcpy(p, v.data, v.len);
-        p[v.len] = '\0';
-    }
-
-    return (const char *) p;
 }
 
 

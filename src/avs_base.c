@@ -41,6 +41,10 @@ avs_rc_http_status(avs_rc_t rc)
         return 415;
     case AVS_EREJECTED:
         return 422;
+    case AVS_ENOTFOUND:
+        return 404;
+    case AVS_ECONFLICT:
+        return 409;
     case AVS_EBUSY:
     case AVS_EFULL:
     case AVS_ESTORE:
@@ -56,7 +60,8 @@ avs_rc_name(avs_rc_t rc)
 {
     static const char *names[] = {
         "ok", "done", "malformed", "too_large", "unsupported", "rejected",
-        "busy", "full", "store_failed", "no_memory", "internal"
+        "busy", "full", "store_failed", "no_memory", "internal",
+        "not_found", "conflict"
     };
 
     if ((unsigned) rc < sizeof(names) / sizeof(names[0])) {

@@ -22,7 +22,9 @@ typedef enum {
     AVS_EFULL,          /* store reached max_size: 503 */
     AVS_ESTORE,         /* store failed (I/O, corrupt, ...): 503 */
     AVS_ENOMEM,         /* allocation failed: 500 */
-    AVS_EINTERNAL       /* a bug or an impossible state: 500 */
+    AVS_EINTERNAL,      /* a bug or an impossible state: 500 */
+    AVS_ENOTFOUND,      /* nothing by that name: 404 */
+    AVS_ECONFLICT       /* the request must choose (a schema): 409 */
 } avs_rc_t;
 
 typedef struct {

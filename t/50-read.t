@@ -1,0 +1,309 @@
+#!/usr/bin/perl
+# The read path with a file: cold store, through the real nginx: avro_read
+# answers one dataset's data of one table as one container file, archived
+# ranges (fetched by subrequests to the static location of
+# conf/avro-read-file.conf) then hot uploads, read back by python3-avro,
+# avrocat and avsc; never a byte of another dataset; the period, time and
+# schema choices; the 409, the empty answer, the 4xx; basic auth with
+# avro_dataset $remote_user; a damaged object aborts the answer.
+
+use strict;
+use warnings;
+use Test::More;
+use JSON::PP;
+use MIME::Base64 qw(encode_base64);
+use Cwd qw(getcwd);
+use Time::HiRes qw(time sleep);
+use lib 't/lib';
+use AvroTest::Nginx;
+
+my $ROOT = getcwd();
+my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
+
+# alice:secret and bob:secret (crypt, as nginx's auth_basic reads them)
+open my $pw, '>', $t->path('htpasswd') or die $!;
+print $pw 'alice:' . crypt('secret', 'ab') . "\n", 'bob:' . crypt('secret', 'cd') . "\n";
+close $pw;
+
+$t->write_conf(<<"CONF");
+worker_processes 2;
+events {}
+http {
+    avro_hot_store  %%PREFIX%%/var/hot/hot.db;
+    avro_cold_store file:%%PREFIX%%/var/cold;
+    avro_archive    interval=1h segment_size=24k lease=5s node=n1;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        client_max_body_size 4m;
+        location = /upload  { avro_upload; }
+        location = /archive { avro_archive_now; }
+
+        include $ROOT/conf/avro-read-file.conf;
+        location = /read { avro_read /_avro_cold/; }
+
+        # without the shipped conf's open_file_cache, so that a damaged
+        # object is seen at once
+        location /_avro_raw/ { internal; alias %%PREFIX%%/var/cold/; }
+        location = /read-raw { avro_read /_avro_raw/; }
+
+        # each user reads their own data: the dataset is the user name
+        location /me/ {
+            auth_basic           "avro";
+            auth_basic_user_file %%PREFIX%%/htpasswd;
+            avro_dataset         \$remote_user;
+            avro_table           own_ship;
+            avro_read            /_avro_cold/;
+        }
+    }
+}
+CONF
+$t->run;
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<:raw', $f or die "$f: $!";
+    local $/;
+    return <$fh>;
+}
+
+my $nfile = 0;
+sub save {
+    my ($bytes) = @_;
+    my $f = $t->path(sprintf 'var/answer-%d.avro', ++$nfile);
+    open my $fh, '>:raw', $f or die $!;
+    print $fh $bytes;
+    close $fh;
+    return $f;
+}
+
+my $seed = 0;
+my %want;
+sub upload {
+    my ($ds, $table, $period, %o) = @_;
+    my $f = $t->avro_gen(table => $table, records => $o{records} // 3,
+        seed => ++$seed, ($o{schemas} ? (schemas => $o{schemas}) : ()));
+    my $r = $t->post("/upload?dataset_id=$ds&table=$table&period_tag=$period",
+        'application/avro', slurp($f));
+    is $r->{status}, 201, "upload $ds $table $period" or diag $r->{content};
+    my $recs = $t->avro_dump($f);
+    push @{ $want{$ds}{$table}{$period} }, @$recs;
+    return wantarray ? ($recs, $r->{json}{schema_fingerprint}) : $recs;
+}
+
+# the records of a read, checked by three readers that must agree
+sub read_ok {
+    my ($uri, $name, %o) = @_;
+    my $r = $t->get($uri, %o);
+    is $r->{status}, 200, "$name: 200" or do { diag $r->{content}; return };
+    is $r->{headers}{'content-type'}, 'application/avro', "$name: application/avro";
+    is length $r->{content}, $r->{headers}{'content-length'}, "$name: whole";
+    my $f = save($r->{content});
+    my $py = $t->avro_dump($f);
+    is_deeply $t->avsc_dump($f), $py, "$name: avsc reads what python3-avro reads";
+    is scalar @{ $t->avrocat($f) }, scalar @$py, "$name: avrocat reads as many";
+    return wantarray ? ($py, $r) : $py;
+}
+
+sub all_of {
+    my ($ds, $table, @periods) = @_;
+    @periods = sort keys %{ $want{$ds}{$table} // {} } unless @periods;
+    return [ map { @{ $want{$ds}{$table}{$_} // [] } } @periods ];
+}
+
+subtest 'hot only, then archived, then archived and hot' => sub {
+    for my $round (1 .. 2) {
+        for my $ds (qw(u1 u2 u3 u4)) {
+            upload($ds, 'own_ship', 'p1', records => 2 + $round);
+            upload($ds, 'battle', 'p1');
+        }
+    }
+
+    for my $ds (qw(u1 u2 u3 u4)) {
+        my $got = read_ok("/read?dataset_id=$ds&table=own_ship", "$ds hot");
+        is_deeply $got, all_of($ds, 'own_ship'), "$ds: hot records in upload order";
+    }
+
+    my $r = $t->post('/archive', 'application/json', '');
+    is $r->{status}, 200, 'archive cycle' or diag $r->{content};
+    is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'all archived';
+    cmp_ok $t->sqlite('SELECT count(*) AS n FROM archived_files')->[0]{n}, '>=', 2,
+        'several files';
+
+    for my $ds (qw(u1 u2 u3 u4)) {
+        my $got = read_ok("/read?dataset_id=$ds&table=own_ship", "$ds cold");
+        is_deeply $got, all_of($ds, 'own_ship'), "$ds: archived records in order";
+    }
+
+    # more uploads stay hot: cold first, then hot, in upload order
+    upload($_, 'own_ship', 'p1', records => 5) for qw(u1 u2 u3 u4);
+    for my $ds (qw(u1 u2 u3 u4)) {
+        my $got = read_ok("/read?dataset_id=$ds&table_name=own_ship", "$ds cold+hot");
+        is_deeply $got, all_of($ds, 'own_ship'), "$ds: cold then hot";
+        $got = read_ok("/read?dataset_id=$ds&table=battle", "$ds battle");
+        is_deeply $got, all_of($ds, 'battle'), "$ds: the other table";
+    }
+};
+
+subtest 'isolation: no byte of another dataset' => sub {
+    my $idx = $t->sqlite('SELECT b.dataset_id, f.file_path, b.start_byte, b.length'
+        . ' FROM block_indexes b JOIN archived_files f ON f.id = b.file_id'
+        . " WHERE b.table_name = 'own_ship'");
+    my %shared;
+    $shared{ $_->{file_path} }{ $_->{dataset_id} } = 1 for @$idx;
+    ok((grep { keys %$_ > 1 } values %shared), 'datasets share archived files');
+
+    my $r = $t->get('/read?dataset_id=u1&table=own_ship');
+    is $r->{status}, 200, 'u1 read';
+    my ($mine, $others) = (0, 0);
+    for my $i (@$idx) {
+        my $obj = slurp($t->path("var/cold/$i->{file_path}"));
+        my $bytes = substr $obj, $i->{start_byte}, $i->{length};
+        if ($i->{dataset_id} eq 'u1') {
+            $mine++ if index($r->{content}, $bytes) >= 0;
+        } else {
+            $others++ if index($r->{content}, $bytes) >= 0;
+        }
+    }
+    is $mine, scalar(grep { $_->{dataset_id} eq 'u1' } @$idx), "each of u1's ranges is in the answer";
+    is $others, 0, "none of the other datasets' ranges is";
+    my $hot = $t->sqlite("SELECT sum(length(data)) AS n FROM buffer_logs WHERE dataset_id = 'u1'"
+        . " AND table_name = 'own_ship'")->[0]{n};
+    my $cold = 0;
+    $cold += $_->{length} for grep { $_->{dataset_id} eq 'u1' } @$idx;
+    my $header = $t->avro_dump(save($r->{content}), '--blocks');
+    cmp_ok length($r->{content}), '==', $hot + $cold + $header->[0]{offset},
+        'answer = header + its ranges + its hot rows, nothing else';
+};
+
+subtest 'periods and time' => sub {
+    upload('u5', 'own_ship', 'p1');
+    upload('u5', 'own_ship', 'p2');
+    my $got = read_ok('/read?dataset_id=u5&table=own_ship&period_tag=p2', 'period p2');
+    is_deeply $got, all_of('u5', 'own_ship', 'p2'), 'period_tag selects p2 only';
+    $got = read_ok('/read?dataset_id=u5&table=own_ship&period=p1', 'period p1');
+    is_deeply $got, all_of('u5', 'own_ship', 'p1'), 'period selects p1 only';
+    $got = read_ok('/read?dataset_id=u5&table=own_ship', 'every period');
+    is_deeply $got, all_of('u5', 'own_ship', 'p1', 'p2'), 'no period: both, in upload order';
+
+    sleep 0.05;
+    my $mid = int(time * 1000);
+    sleep 0.05;
+    my $late = upload('u5', 'own_ship', 'p2');
+    $got = read_ok("/read?dataset_id=u5&table=own_ship&from=$mid", 'from');
+    is_deeply $got, $late, 'from: only the uploads received since';
+    $got = read_ok("/read?dataset_id=u5&table=own_ship&to=$mid", 'to');
+    my @all = @{ all_of('u5', 'own_ship', 'p1', 'p2') };
+    is_deeply $got, [ @all[0 .. $#all - @$late] ], 'to: only the uploads received before';
+    $got = read_ok("/read?dataset_id=u5&table=own_ship&from=1&to=2", 'empty window');
+    is scalar @$got, 0, 'a window with no upload: no record';
+};
+
+subtest 'several schemas: 409, then schema=' => sub {
+    my $old = "$AvroTest::Nginx::TESTDATA/fusou/schema_v0_4.json";
+    my (undef, $new_fp) = upload('u6', 'own_ship', 'p1');
+    my $v04 = $t->avro_gen(table => 'own_ship', records => 2, seed => 999, schemas => $old);
+    my $r = $t->post('/upload?dataset_id=u6&table=own_ship&period_tag=p9', 'application/avro', slurp($v04));
+    is $r->{status}, 201, 'upload with the v0.4 schema';
+    my $old_fp = $r->{json}{schema_fingerprint};
+    isnt $old_fp, $new_fp, 'two fingerprints';
+
+    $r = $t->get('/read?dataset_id=u6&table=own_ship');
+    is $r->{status}, 409, 'two schemas, none chosen: 409';
+    is $r->{json}{error}, 'conflict', 'JSON body';
+    my %listed = map { $_->{fingerprint} => $_->{periods} } @{ $r->{json}{schemas} // [] };
+    is_deeply \%listed, { $new_fp => ['p1'], $old_fp => ['p9'] }, 'lists each schema with its periods';
+
+    my $got = read_ok("/read?dataset_id=u6&table=own_ship&schema=$old_fp", 'schema=old');
+    is_deeply $got, $t->avro_dump($v04), 'schema= picks the v0.4 records';
+    ($got, $r) = read_ok("/read?dataset_id=u6&table=own_ship&schema=$new_fp", 'schema=new');
+    is_deeply $got, all_of('u6', 'own_ship', 'p1'), 'and the other one';
+    is $r->{headers}{'x-avro-schema'}, $new_fp, 'X-Avro-Schema names it';
+    $got = read_ok('/read?dataset_id=u6&table=own_ship&period_tag=p9', 'period with one schema');
+    is scalar @$got, 2, 'a period with one schema needs no choice';
+
+    $r = $t->get('/read?dataset_id=u6&table=own_ship&schema=0123456789abcdef');
+    is $r->{status}, 404, 'a schema the table never had: 404';
+    is $r->{json}{error}, 'not_found', 'JSON body';
+};
+
+subtest 'empty answers' => sub {
+    my ($got, $r) = read_ok('/read?dataset_id=nobody&table=battle', 'no data');
+    is scalar @$got, 0, 'a valid file of no record';
+    ok $r->{headers}{'x-avro-schema'}, 'with the table\'s only schema';
+    ($got, $r) = read_ok('/read?dataset_id=nobody&table=own_ship', 'no data, several schemas');
+    is scalar @$got, 0, 'a valid file of no record';
+    ($got, $r) = read_ok('/read?dataset_id=nobody&table=never', 'unknown table');
+    is scalar @$got, 0, 'a valid file of no record';
+    $r = $t->request('HEAD', '/read?dataset_id=u1&table=own_ship');
+    is $r->{status}, 200, 'HEAD: 200';
+    cmp_ok $r->{headers}{'content-length'}, '>', 1000, 'HEAD: the length of the file';
+    is length($r->{content} // ''), 0, 'HEAD: no body';
+};
+
+subtest 'bad requests' => sub {
+    for my $c (['/read?table=own_ship', 'no dataset'],
+               ['/read?dataset_id=u1', 'no table'],
+               ['/read?dataset_id=../etc&table=own_ship', 'dataset with ..'],
+               ['/read?dataset_id=u1&table=own%2Fship', 'table with a slash'],
+               ['/read?dataset_id=u1&table=own_ship&period_tag=.hidden', 'period with a dot'],
+               ['/read?dataset_id=u1&table=own_ship&schema=xyz', 'bad schema'],
+               ['/read?dataset_id=u1&table=own_ship&schema=0123456789ABCDEF', 'upper case schema'],
+               ['/read?dataset_id=u1&table=own_ship&from=yesterday', 'bad from'],
+               ['/read?dataset_id=u1&table=own_ship&from=5&to=4', 'from after to'])
+    {
+        my $r = $t->get($c->[0]);
+        is $r->{status}, 400, "$c->[1]: 400";
+        is $r->{json}{error}, 'malformed', "$c->[1]: JSON body" or diag $r->{content};
+    }
+    my $r = $t->post('/read?dataset_id=u1&table=own_ship', 'application/json', '{}');
+    is $r->{status}, 405, 'POST: 405';
+    is $r->{headers}{allow}, 'GET, HEAD', 'Allow: GET, HEAD';
+    $r = $t->get('/_avro_cold/own_ship/');
+    is $r->{status}, 404, 'the internal location is not reachable from outside';
+};
+
+subtest 'basic auth: avro_dataset $remote_user' => sub {
+    upload('alice', 'own_ship', 'p1');
+    upload('bob', 'own_ship', 'p1');
+    my $r = $t->get('/me/own_ship');
+    is $r->{status}, 401, 'no credentials: 401';
+    my %auth = (headers => { Authorization => 'Basic ' . encode_base64('alice:secret', '') });
+    my $got = read_ok('/me/own_ship', 'alice', %auth);
+    is_deeply $got, all_of('alice', 'own_ship'), 'alice reads her records';
+    $got = read_ok('/me/own_ship?dataset_id=bob', 'alice asks for bob', %auth);
+    is_deeply $got, all_of('alice', 'own_ship'), 'the query cannot choose another dataset';
+};
+
+subtest 'a damaged object aborts the answer' => sub {
+    my $r = $t->post('/archive', 'application/json', '');
+    is $r->{status}, 200, 'archive cycle';
+    my $f = $t->sqlite("SELECT f.file_path, b.start_byte, b.length FROM block_indexes b"
+        . " JOIN archived_files f ON f.id = b.file_id WHERE b.dataset_id = 'u2'"
+        . " AND b.table_name = 'battle' ORDER BY f.id DESC LIMIT 1")->[0];
+    my $path = $t->path("var/cold/$f->{file_path}");
+    my $saved = slurp($path);
+
+    truncate $path, $f->{start_byte} + int($f->{length} / 2) or die $!;
+    $r = $t->get('/read-raw?dataset_id=u2&table=battle');
+    isnt $r->{status}, 200, 'a short object: the transfer is cut (' . $r->{status} . ')';
+    ok $t->error_log_matches(qr/avro read: "\Q$f->{file_path}\E" bytes \d+-\d+: .*answer aborted/),
+        'the error log names the object and the range';
+
+    unlink $path or die $!;
+    $r = $t->get('/read-raw?dataset_id=u2&table=battle');
+    isnt $r->{status}, 200, 'a missing object: the transfer is cut (' . $r->{status} . ')';
+    like $r->{content}, qr/(?:closed|EOF|short|Unexpected)/i, 'the client can tell' or diag $r->{content};
+
+    open my $fh, '>:raw', $path or die $!;
+    print $fh $saved;
+    close $fh;
+    my $got = read_ok('/read-raw?dataset_id=u2&table=battle', 'object back');
+    is_deeply $got, all_of('u2', 'battle'), 'whole again';
+};
+
+is $t->sqlite('PRAGMA integrity_check')->[0]{integrity_check}, 'ok', 'integrity_check';
+# nginx itself reports the short file it was asked to send
+is_deeply [$t->check_log_clean(ignore => qr/sendfile\(\) reported that .* was truncated/)], [],
+    'error log clean';
+done_testing;
