@@ -16,6 +16,7 @@ use Cwd qw(getcwd);
 use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use AvroTest::Nginx;
+use AvroTest::Read;
 
 my $ROOT = getcwd();
 my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
@@ -60,56 +61,12 @@ http {
 CONF
 $t->run;
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    return <$fh>;
-}
-
-my $nfile = 0;
-sub save {
-    my ($bytes) = @_;
-    my $f = $t->path(sprintf 'var/answer-%d.avro', ++$nfile);
-    open my $fh, '>:raw', $f or die $!;
-    print $fh $bytes;
-    close $fh;
-    return $f;
-}
-
-my $seed = 0;
-my %want;
-sub upload {
-    my ($ds, $table, $period, %o) = @_;
-    my $f = $t->avro_gen(table => $table, records => $o{records} // 3,
-        seed => ++$seed, ($o{schemas} ? (schemas => $o{schemas}) : ()));
-    my $r = $t->post("/upload?dataset_id=$ds&table=$table&period_tag=$period",
-        'application/avro', slurp($f));
-    is $r->{status}, 201, "upload $ds $table $period" or diag $r->{content};
-    my $recs = $t->avro_dump($f);
-    push @{ $want{$ds}{$table}{$period} }, @$recs;
-    return wantarray ? ($recs, $r->{json}{schema_fingerprint}) : $recs;
-}
-
-# the records of a read, checked by three readers that must agree
-sub read_ok {
-    my ($uri, $name, %o) = @_;
-    my $r = $t->get($uri, %o);
-    is $r->{status}, 200, "$name: 200" or do { diag $r->{content}; return };
-    is $r->{headers}{'content-type'}, 'application/avro', "$name: application/avro";
-    is length $r->{content}, $r->{headers}{'content-length'}, "$name: whole";
-    my $f = save($r->{content});
-    my $py = $t->avro_dump($f);
-    is_deeply $t->avsc_dump($f), $py, "$name: avsc reads what python3-avro reads";
-    is scalar @{ $t->avrocat($f) }, scalar @$py, "$name: avrocat reads as many";
-    return wantarray ? ($py, $r) : $py;
-}
-
-sub all_of {
-    my ($ds, $table, @periods) = @_;
-    @periods = sort keys %{ $want{$ds}{$table} // {} } unless @periods;
-    return [ map { @{ $want{$ds}{$table}{$_} // [] } } @periods ];
-}
+my $rd = AvroTest::Read->new($t);
+*slurp = \&AvroTest::Read::slurp;
+sub upload  { $rd->upload(@_) }
+sub all_of  { $rd->all_of(@_) }
+sub read_ok { $rd->read_ok(@_) }
+sub save    { $rd->save(@_) }
 
 subtest 'hot only, then archived, then archived and hot' => sub {
     for my $round (1 .. 2) {
@@ -145,6 +102,38 @@ subtest 'hot only, then archived, then archived and hot' => sub {
     }
 };
 
+subtest 'reads during an archive cycle see every upload once' => sub {
+    my @files = map { $t->avro_gen(table => 'own_ship', records => 60, seed => 500 + $_) } 1 .. 10;
+    for my $f (@files) {
+        $rd->upload_file($_, 'own_ship', 'p7', $f) for qw(d1 d2 d3);
+    }
+    # the answers are kept and checked after the cycle, each distinct one
+    # once, so that many reads fall inside the cycle
+    my (%seen, %hot, $reads, $failed);
+    my $n = $rd->during_cycle('/archive', sub {
+        $hot{ $t->sqlite("SELECT count(*) AS n FROM buffer_logs WHERE dataset_id LIKE 'd_'")->[0]{n} }++;
+        for my $ds (qw(d1 d2 d3)) {
+            my $r = $t->get("/read?dataset_id=$ds&table=own_ship");
+            $reads++;
+            $failed++, next if $r->{status} != 200;
+            $seen{$ds}{ $r->{content} }++;
+        }
+    });
+    cmp_ok $n, '>=', 2, "$n rounds of reads during the cycle";
+    ok((grep { $_ > 0 && $_ < 30 } keys %hot), 'some rounds saw the cycle half done ('
+        . join(',', sort { $b <=> $a } keys %hot) . ' hot)');
+    is $failed // 0, 0, "all $reads reads answered 200";
+    for my $ds (qw(d1 d2 d3)) {
+        my @answers = keys %{ $seen{$ds} };
+        my $bad = grep { !Test::More::_deep_check($t->avro_dump(save($_)), all_of($ds, 'own_ship')) } @answers;
+        is $bad, 0, "$ds: each of its " . scalar(@answers) . ' distinct answers held every record once, in order';
+    }
+    is $t->sqlite("SELECT count(*) AS n FROM buffer_logs WHERE dataset_id LIKE 'd_'")->[0]{n}, 0,
+        'then all archived';
+    is_deeply scalar(read_ok("/read?dataset_id=d2&table=own_ship", "d2 after")), all_of("d2", "own_ship"),
+        'and read whole after';
+};
+
 subtest 'isolation: no byte of another dataset' => sub {
     my $idx = $t->sqlite('SELECT b.dataset_id, f.file_path, b.start_byte, b.length'
         . ' FROM block_indexes b JOIN archived_files f ON f.id = b.file_id'
@@ -167,7 +156,7 @@ subtest 'isolation: no byte of another dataset' => sub {
     }
     is $mine, scalar(grep { $_->{dataset_id} eq 'u1' } @$idx), "each of u1's ranges is in the answer";
     is $others, 0, "none of the other datasets' ranges is";
-    my $hot = $t->sqlite("SELECT sum(length(data)) AS n FROM buffer_logs WHERE dataset_id = 'u1'"
+    my $hot = $t->sqlite("SELECT coalesce(sum(length(data)), 0) AS n FROM buffer_logs WHERE dataset_id = 'u1'"
         . " AND table_name = 'own_ship'")->[0]{n};
     my $cold = 0;
     $cold += $_->{length} for grep { $_->{dataset_id} eq 'u1' } @$idx;

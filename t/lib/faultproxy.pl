@@ -11,6 +11,11 @@
 #   drop_after_put  forward a PUT (the object is stored), then close the
 #                   connection without the answer; other methods pass
 #   delay N         wait N milliseconds, then pass
+# and for GET only (other methods pass):
+#   get_404         answer 404 NoSuchKey without forwarding
+#   get_whole       forward without the Range header: the whole object, 200
+#   get_short       relay the head, then half the body, then close
+#   get_badrange    relay the answer with its Content-Range moved one byte
 # "GET /__fault/<mode>" (or /__fault/delay/<N>) sets the mode over HTTP
 # (it rewrites MODE_FILE), "GET /__fault" tells the current one.
 #
@@ -218,6 +223,13 @@ sub serve {
 
     Time::HiRes::sleep($arg / 1000) if $mode eq 'delay' && $arg;
 
+    my $get = $method eq 'GET' ? $mode : '';
+    if ($get eq 'get_404') {
+        answer($c, '404 Not Found', 'NoSuchKey', 'The specified key does not exist.');
+        return;
+    }
+    @lines = grep { !/^range:/i } @lines if $get eq 'get_whole';
+
     my $u = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $upstream)
         or return;
     my $fwd = join "\r\n", $request,
@@ -233,6 +245,9 @@ sub serve {
 
     my ($rh, $rb) = split /\r\n\r\n/, $answer, 2;
     $rh = join "\r\n", grep { !/^(connection|keep-alive):/i } split /\r\n/, $rh;
+    $rb = substr $rb // '', 0, int(length($rb // '') / 2) if $get eq 'get_short';
+    $rh =~ s{^(content-range:\s*bytes\s+)(\d+)-(\d+)}{$1 . ($2 + 1) . '-' . ($3 + 1)}mie
+        if $get eq 'get_badrange';
     print $c "$rh\r\nConnection: close\r\n\r\n", $rb // '';
 }
 

@@ -8,6 +8,7 @@ package AvroTest::S3;
 #   $s3->port; $s3->dir;                 # bucket "bucket" is created
 #   $s3->credentials;                    # a credentials file for it
 #   my $p = $s3->proxy; $s3->fault('503');   # proxy port, switch faults
+#   $s3->proxy(sigv4 => 1);              # the proxy also checks signatures
 
 use strict;
 use warnings;
@@ -70,14 +71,14 @@ sub dir         { $_[0]{dir} }
 sub credentials { $_[0]{cred} }
 
 sub proxy {
-    my ($self) = @_;
+    my ($self, %o) = @_;
     return $self->{proxy} if $self->{proxy};
     $self->{proxy} = _free_port();
     $self->{mode} = $self->{t}->path('var/fault');
     $self->fault('pass');
     _spawn($self->{t}->path('logs/proxy.log'), $^X,
         "$AvroTest::Nginx::LIB/faultproxy.pl", $self->{proxy}, $self->{port},
-        $self->{mode});
+        $self->{mode}, ($o{sigv4} ? 'S3RVER:S3RVER' : ()));
     _wait_port($self->{proxy});
     return $self->{proxy};
 }
