@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Read benchmark: one dataset's archived data read through avro_read (one
+# answer: header + its ranges, fetched by subrequests from a file: cold
+# store) against the same byte ranges fetched directly from the same store
+# through a plain static location of the same nginx (no module: one Range
+# request per range, the header once per read), in the same run.  Prints
+# both throughputs, requests/s, the ratio and the module's p99; then reads
+# of a dataset whose uploads are all hot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNECTIONS:-16}
+CYCLES=${BENCH_CYCLES:-8}
+PORT=${BENCH_PORT:-18472}
+dir=$(mktemp -d /tmp/avro-bench-read.XXXXXX)
+[ -n "${BENCH_KEEP:-}" ] || trap 'kill $(cat $dir/nginx.pid 2>/dev/null) 2>/dev/null || true; sleep 0.5; rm -rf $dir' EXIT
+
+cat > $dir/nginx.conf <<CONF
+load_module $PWD/build/nginx/ngx_http_avro_module.so;
+worker_processes 2;
+user root;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    avro_hot_store  $dir/hot/hot.db synchronous=normal;
+    avro_cold_store file:$dir/cold;
+    avro_archive    interval=24h;
+    server {
+        listen 127.0.0.1:$PORT reuseport backlog=4096;
+        client_max_body_size 16m;
+        location = /upload  { avro_upload; }
+        location = /archive { avro_archive_now; }
+
+        include $PWD/conf/avro-read-file.conf;
+        location = /read { avro_read /_avro_cold/; }
+
+        # the baseline: the same store, the same settings, no module
+        location /direct/ {
+            alias  $dir/cold/;
+            sendfile on;
+            etag off;
+            open_file_cache        max=1024 inactive=60s;
+            open_file_cache_valid  60s;
+        }
+    }
+}
+CONF
+sed -i "s|alias        var/cold/;|alias $dir/cold/;|" $dir/nginx.conf
+sed "s|alias        var/cold/;|alias        $dir/cold/;|" conf/avro-read-file.conf > $dir/avro-read-file.conf
+sed -i "s|include $PWD/conf/avro-read-file.conf;|include $dir/avro-read-file.conf;|" $dir/nginx.conf
+
+nginx -p $dir/ -c $dir/nginx.conf
+sleep 0.5
+url=http://127.0.0.1:$PORT
+
+# 3 distinct own_ship files of 200 records a cycle; every dataset uploads
+# them, so that the reader's ranges share their files with 15 others
+gen() {
+    /usr/bin/python3 t/lib/avro_gen.py \
+        --schemas ../shared/testdata/fusou/schema_v0_5_1.json --table own_ship \
+        --records 200 --codec deflate --seed $1 --out $2 > /dev/null
+}
+upload() {
+    curl -sf -o /dev/null -H 'Content-Type: application/avro' --data-binary @$2 \
+        "$url/upload?dataset_id=$1&table=own_ship&period_tag=p1"
+}
+for c in $(seq $CYCLES); do
+    for k in 1 2 3; do gen $((c * 10 + k)) $dir/up-$c-$k.avro; done
+    for ds in reader $(seq -f 'other%g' 15); do
+        for k in 1 2 3; do upload $ds $dir/up-$c-$k.avro; done
+    done
+    curl -sf -o /dev/null -X POST $url/archive
+done
+for c in $(seq $CYCLES); do
+    for k in 1 2 3; do upload hotreader $dir/up-$c-$k.avro; done
+done
+
+# what a read holds: its size, and the ranges (+ header) for the baseline
+curl -sf -o $dir/read.avro "$url/read?dataset_id=reader&table=own_ship"
+curl -sf -o $dir/hot.avro "$url/read?dataset_id=hotreader&table=own_ship"
+read_size=$(stat -c %s $dir/read.avro)
+hot_size=$(stat -c %s $dir/hot.avro)
+records=$(/usr/bin/python3 t/lib/avro_dump.py --count $dir/read.avro)
+sqlite3 -separator ' ' $dir/hot/hot.db "SELECT '/direct/' || f.file_path, b.start_byte,
+    b.start_byte + b.length - 1, b.length FROM block_indexes b
+    JOIN archived_files f ON f.id = b.file_id
+    WHERE b.dataset_id = 'reader' ORDER BY f.id" > $dir/ranges.txt
+nranges=$(wc -l < $dir/ranges.txt)
+first=$(head -1 $dir/ranges.txt | cut -d' ' -f1)
+header=$(( read_size - $(awk '{s += $4} END {print s}' $dir/ranges.txt) ))
+# the baseline reads the header too, once per read: the first bytes of a file
+echo "$first 0 $((header - 1)) $header" >> $dir/ranges.txt
+echo "/read?dataset_id=reader&table=own_ship - - $read_size" > $dir/read.txt
+echo "/read?dataset_id=hotreader&table=own_ship - - $hot_size" > $dir/hot.txt
+
+run() {
+    BENCH_LIST=$1 wrk -t2 -c$CONNS -d${DURATION}s --latency -s bench/read.lua $url/ \
+        | sed -n 's/^RESULT //p'
+}
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+mod=(); dir_=(); modrps=(); dirrps=(); p99=(); hot=(); hotrps=(); hotp99=()
+for i in $(seq $ROUNDS); do
+    m=$(run $dir/read.txt); d=$(run $dir/ranges.txt); h=$(run $dir/hot.txt)
+    for r in "$m" "$d" "$h"; do
+        [ "$(field "$r" bad)" = 0 ] || { echo "failed requests: $r"; exit 1; }
+    done
+    mod+=($(field "$m" mbps)); modrps+=($(field "$m" rps)); p99+=($(field "$m" p99_ms))
+    dir_+=($(field "$d" mbps)); dirrps+=($(field "$d" rps))
+    hot+=($(field "$h" mbps)); hotrps+=($(field "$h" rps)); hotp99+=($(field "$h" p99_ms))
+    echo "round $i: module $(field "$m" mbps) MB/s ($(field "$m" rps) reads/s, p99 $(field "$m" p99_ms) ms);" \
+         "direct $(field "$d" mbps) MB/s ($(field "$d" rps) ranges/s); hot $(field "$h" mbps) MB/s"
+done
+
+m=$(median "${mod[@]}"); d=$(median "${dir_[@]}")
+echo
+echo "read: $read_size bytes, $records records, $nranges archived ranges + header;" \
+     "$CONNS connections, ${DURATION}s x $ROUNDS rounds"
+printf 'avro_read (file: store):  %8.1f MB/s  %8.0f reads/s   p99 %s ms\n' "$m" "$(median "${modrps[@]}")" "$(median "${p99[@]}")"
+printf 'same ranges, static:      %8.1f MB/s  %8.0f requests/s\n' "$d" "$(median "${dirrps[@]}")"
+printf 'ratio module/direct:      %8.3f   (target >= 0.8)\n' "$(echo "$m / $d" | bc -l)"
+printf 'hot-only read (%d bytes): %8.1f MB/s  %8.0f reads/s   p99 %s ms\n' "$hot_size" \
+    "$(median "${hot[@]}")" "$(median "${hotrps[@]}")" "$(median "${hotp99[@]}")"
