@@ -148,7 +148,7 @@ avs_read_cold(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
 
     q = c->q;
 
-    rc = avs_sql_prepare(db, &stmt, "read: archived ranges", err,
+    rc = avs_sql_cached(db, &stmt, "read: archived ranges", err,
                          "SELECT f.file_path, b.start_byte, b.length,"
                          " b.record_count, b.schema_fingerprint,"
                          " b.period_tag"
@@ -194,7 +194,7 @@ avs_read_cold(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
         }
     }
 
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
 
     return (rc == AVS_DONE) ? AVS_OK : rc;
 }
@@ -258,7 +258,7 @@ avs_read_hot(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
 
     q = c->q;
 
-    rc = avs_sql_prepare(db, &stmt, "read: hot rows", err,
+    rc = avs_sql_cached(db, &stmt, "read: hot rows", err,
                          "SELECT data, record_count, schema_fingerprint,"
                          " period_tag"
                          " FROM buffer_logs"
@@ -300,7 +300,7 @@ avs_read_hot(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
         }
     }
 
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
 
     return (rc == AVS_DONE) ? AVS_OK : rc;
 }
@@ -444,7 +444,7 @@ avs_read_header(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
     fp = plan->fingerprint[0] ? plan->fingerprint : c->q->fingerprint;
 
     if (fp == NULL) {
-        rc = avs_sql_prepare(db, &stmt, "read: streams", err,
+        rc = avs_sql_cached(db, &stmt, "read: streams", err,
                              "SELECT schema_fingerprint FROM streams"
                              " WHERE table_name = ?1 LIMIT 2",
                              "t", c->q->table);
@@ -467,7 +467,7 @@ avs_read_header(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
             rc = AVS_DONE;
         }
 
-        sqlite3_finalize(stmt);
+        sqlite3_reset(stmt);
 
         if (rc == AVS_DONE) {
             rc = avs_ocf_write_header(&plan->header, "\"null\"", 6,
@@ -482,12 +482,20 @@ avs_read_header(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
         fp = plan->fingerprint;
     }
 
-    rc = avs_sql_query(db, &stmt, "read: stream", err,
-                       "SELECT s.codec, s.sync, h.schema_json"
-                       " FROM streams s"
-                       " JOIN schemas h ON h.fingerprint = s.schema_fingerprint"
-                       " WHERE s.table_name = ?1 AND s.schema_fingerprint = ?2",
-                       "tt", c->q->table, fp);
+    rc = avs_sql_cached(db, &stmt, "read: stream", err,
+                        "SELECT s.codec, s.sync, h.schema_json"
+                        " FROM streams s"
+                        " JOIN schemas h ON h.fingerprint = s.schema_fingerprint"
+                        " WHERE s.table_name = ?1 AND s.schema_fingerprint = ?2",
+                        "tt", c->q->table, fp);
+
+    if (rc == AVS_OK) {
+        rc = avs_sql_step(db, stmt, "read: stream", err);
+
+        if (rc != AVS_OK) {
+            sqlite3_reset(stmt);
+        }
+    }
 
     if (rc == AVS_DONE) {
         return avs_err_set(err, AVS_ENOTFOUND,
@@ -507,7 +515,7 @@ avs_read_header(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
         || avs_codec_from_name(codec_name, strlen(codec_name), &codec)
            != AVS_OK)
     {
-        sqlite3_finalize(stmt);
+        sqlite3_reset(stmt);
         return avs_err_set(err, AVS_ESTORE, "read: a stream of table "
                            "\"%s\" is damaged", c->q->table);
     }
@@ -515,7 +523,7 @@ avs_read_header(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
     rc = avs_ocf_write_header(&plan->header, json,
                               (size_t) sqlite3_column_bytes(stmt, 2),
                               codec, sync);
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
 
 done:
 

@@ -102,6 +102,63 @@ avs_sql_prepare(sqlite3 *db, sqlite3_stmt **stmt, const char *what,
 
 
 avs_rc_t
+avs_sql_cached(sqlite3 *db, sqlite3_stmt **stmt, const char *what,
+    avs_err_t *err, const char *sql, const char *types, ...)
+{
+    va_list        ap;
+    avs_rc_t       rc;
+    sqlite3_stmt  *s;
+    const char    *text;
+    int            src;
+
+    for (s = sqlite3_next_stmt(db, NULL); s; s = sqlite3_next_stmt(db, s)) {
+        text = sqlite3_sql(s);
+
+        if (!sqlite3_stmt_busy(s) && text != NULL && strcmp(text, sql) == 0)
+        {
+            break;
+        }
+    }
+
+    if (s == NULL) {
+        src = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s,
+                                 NULL);
+        if (src != SQLITE_OK) {
+            *stmt = NULL;
+            return avs_sql_fail(db, src, what, err);
+        }
+
+    } else {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+
+    va_start(ap, types);
+    rc = avs_sql_bindv(db, s, what, err, types, ap);
+    va_end(ap);
+
+    *stmt = (rc == AVS_OK) ? s : NULL;
+
+    return rc;
+}
+
+
+void
+avs_sql_finalize_all(sqlite3 *db)
+{
+    sqlite3_stmt  *s;
+
+    if (db == NULL) {
+        return;
+    }
+
+    while ((s = sqlite3_next_stmt(db, NULL)) != NULL) {
+        sqlite3_finalize(s);
+    }
+}
+
+
+avs_rc_t
 avs_sql_step(sqlite3 *db, sqlite3_stmt *stmt, const char *what,
     avs_err_t *err)
 {

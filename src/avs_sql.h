@@ -30,6 +30,19 @@ avs_rc_t avs_sql_preparev(sqlite3 *db, sqlite3_stmt **stmt,
     va_list ap);
 
 /*
+ * Like avs_sql_prepare, but the statement is kept on db: a later call with
+ * the same text takes it again instead of parsing the text anew (a read
+ * path query costs more to prepare than to run).  The caller ends with
+ * sqlite3_reset, never sqlite3_finalize; avs_sql_finalize_all does that
+ * before db is closed.
+ */
+avs_rc_t avs_sql_cached(sqlite3 *db, sqlite3_stmt **stmt, const char *what,
+    avs_err_t *err, const char *sql, const char *types, ...);
+
+/* Finalizes every statement of db, so that it can be closed. */
+void avs_sql_finalize_all(sqlite3 *db);
+
+/*
  * Steps a prepared statement: AVS_OK on a row, AVS_DONE at the end, else
  * the failure.
  */

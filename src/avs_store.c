@@ -36,6 +36,7 @@
 #include <sqlite3.h>
 
 #include "avs_migrations.h"
+#include "avs_sql.h"
 #include "avs_store.h"
 
 
@@ -708,6 +709,8 @@ avs_store_free(avs_store_t *st, int wait)
     }
 
     for (r = 0; r < AVS_STORE_READERS; r++) {
+        /* the read path keeps its prepared statements on its readers */
+        avs_sql_finalize_all(st->readers[r]);
         (void) sqlite3_close_v2(st->readers[r]);
     }
 
