@@ -441,7 +441,13 @@ avs_read_header(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
     static const uint8_t  zero_sync[AVS_SYNC_SIZE];
 
     plan = c->plan;
-    fp = plan->fingerprint[0] ? plan->fingerprint : c->q->fingerprint;
+
+    if (plan->fingerprint[0] == '\0' && c->q->fingerprint != NULL) {
+        memcpy(plan->fingerprint, c->q->fingerprint, 16);
+        plan->fingerprint[16] = '\0';
+    }
+
+    fp = plan->fingerprint[0] ? plan->fingerprint : NULL;
 
     if (fp == NULL) {
         rc = avs_sql_cached(db, &stmt, "read: streams", err,
@@ -498,6 +504,7 @@ avs_read_header(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
     }
 
     if (rc == AVS_DONE) {
+        plan->fingerprint[0] = '\0';
         return avs_err_set(err, AVS_ENOTFOUND,
                            "table \"%s\" has no schema %s", c->q->table, fp);
     }
