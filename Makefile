@@ -105,5 +105,37 @@ run: deps
 	nginx -p $(CURDIR)/ -c conf/nginx.conf -e var/logs/error.log \
 	    -g "daemon off; $$( [ $$(id -u) = 0 ] && echo 'user root;' )"
 
+# libFuzzer over the parser, codecs and walker (t/fuzz/fuzz_upload.c),
+# with AddressSanitizer (leaks included) and UBSan.
+FUZZ_SECONDS ?= 600
+FUZZ_BIN     := $(BUILD)/fuzz/fuzz_upload
+
+$(FUZZ_BIN): t/fuzz/fuzz_upload.c $(CORE_SRC) $(wildcard src/*.h) \
+		$(BUILD)/gen/avs_migrations.c
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined $(CPPFLAGS) -o $@ \
+	    t/fuzz/fuzz_upload.c $(CORE_SRC) $(BUILD)/gen/avs_migrations.c $(LIBS)
+
+fuzz: deps
+	@missing=$$(for p in clang libclang-rt-14-dev; do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || echo $$p; done); \
+	[ -z "$$missing" ] || { apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
+	$(MAKE) $(FUZZ_BIN)
+	[ -d $(BUILD)/fuzz/corpus ] || sh t/fuzz/make-corpus.sh $(BUILD)/fuzz/corpus
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/ \
+	    $(BUILD)/fuzz/corpus
+
+# Benchmarks: ratios against a baseline measured in the same run.
+bench: deps
+	$(MAKE) module
+	bash bench/upload.sh
+	bash bench/archive.sh
+	bash bench/read.sh
+
 clean:
 	rm -rf $(BUILD) t/tmp
