@@ -186,6 +186,7 @@ ngx_http_avro_read_query(ngx_http_request_t *r, avs_read_query_t *q,
     ngx_int_t                  rc;
     const char                *schema;
     ngx_http_avro_loc_conf_t  *alcf;
+    ngx_http_core_loc_conf_t  *clcf;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_avro_module);
     rc = NGX_OK;
@@ -254,6 +255,12 @@ ngx_http_avro_read_query(ngx_http_request_t *r, avs_read_query_t *q,
             return NGX_DECLINED;
         }
     }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    /* hot blocks past avro_read_hot_memory wait in nginx's temp directory */
+    q->hot_memory = alcf->read_hot_memory;
+    q->spill_dir = (const char *) clcf->client_body_temp_path->name.data;
 
     q->fingerprint = schema;
     q->from_ms = INT64_MIN;
@@ -343,9 +350,10 @@ ngx_http_avro_read_planned(ngx_http_request_t *r)
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "avro read: %uz ranges, %uL cold bytes, %uL hot rows, "
-                   "%uz hot bytes, schema \"%s\"", ctx->plan.nranges,
+                   "%uL hot bytes, schema \"%s\"", ctx->plan.nranges,
                    ctx->plan.cold_bytes, ctx->plan.hot_rows,
-                   ctx->plan.hot.len, ctx->plan.fingerprint);
+                   ctx->plan.hot.len + ctx->plan.hot_file_bytes,
+                   ctx->plan.fingerprint);
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = avs_read_plan_size(&ctx->plan);
@@ -641,7 +649,21 @@ ngx_http_avro_read_finish(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ctx->plan.hot.len > 0) {
+    if (ctx->plan.hot_in_file) {
+        b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
+        if (b->file == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* the plan closes the descriptor when the request ends */
+        b->file->fd = ctx->plan.hot_fd;
+        ngx_str_set(&b->file->name, "avro read hot rows");
+        b->file->log = r->connection->log;
+        b->file_pos = 0;
+        b->file_last = ctx->plan.hot_file_bytes;
+        b->in_file = 1;
+
+    } else if (ctx->plan.hot.len > 0) {
         b->pos = ctx->plan.hot.data;
         b->last = b->pos + ctx->plan.hot.len;
         b->memory = 1;

@@ -10,9 +10,17 @@
  * the block index does not say where each upload starts.
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* O_TMPFILE, mkostemp */
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "avs_json.h"
 #include "avs_ocf.h"
@@ -43,6 +51,11 @@ static avs_rc_t avs_read_add_range(avs_read_plan_t *plan,
     const unsigned char *key, uint64_t offset, uint64_t length,
     avs_err_t *err);
 static avs_rc_t avs_read_hot(avs_read_ctx_t *c, sqlite3 *db,
+    avs_err_t *err);
+static avs_rc_t avs_read_hot_block(avs_read_ctx_t *c, const void *data,
+    size_t len, avs_err_t *err);
+static avs_rc_t avs_read_spill(avs_read_ctx_t *c, avs_err_t *err);
+static avs_rc_t avs_read_write(int fd, const void *data, size_t len,
     avs_err_t *err);
 static avs_rc_t avs_read_seen(avs_read_ctx_t *c, sqlite3_stmt *stmt,
     int fp_col, int period_col, avs_err_t *err);
@@ -84,6 +97,11 @@ avs_read_plan_free(avs_read_plan_t *plan)
         free(plan->ranges[i].key);
     }
 
+    if (plan->hot_in_file) {
+        close(plan->hot_fd);
+        plan->hot_in_file = 0;
+    }
+
     free(plan->ranges);
     plan->ranges = NULL;
     plan->nranges = 0;
@@ -97,7 +115,8 @@ avs_read_plan_free(avs_read_plan_t *plan)
 uint64_t
 avs_read_plan_size(const avs_read_plan_t *plan)
 {
-    return plan->header.len + plan->cold_bytes + plan->hot.len;
+    return plan->header.len + plan->cold_bytes + plan->hot.len
+           + plan->hot_file_bytes;
 }
 
 
@@ -283,10 +302,8 @@ avs_read_hot(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
                 break;
             }
 
-            rc = avs_buf_append(&c->plan->hot, data, (size_t) len);
+            rc = avs_read_hot_block(c, data, (size_t) len, err);
             if (rc != AVS_OK) {
-                avs_err_set(err, rc, "read: the hot rows do not fit in "
-                            "memory");
                 break;
             }
         }
@@ -303,6 +320,119 @@ avs_read_hot(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
     sqlite3_reset(stmt);
 
     return (rc == AVS_DONE) ? AVS_OK : rc;
+}
+
+
+/*
+ * Keeps a hot row's blocks: in memory up to the query's hot_memory, then
+ * in a temporary file, so that a dataset with much hot data costs a read
+ * disk space, not memory.
+ */
+static avs_rc_t
+avs_read_hot_block(avs_read_ctx_t *c, const void *data, size_t len,
+    avs_err_t *err)
+{
+    avs_rc_t          rc;
+    avs_read_plan_t  *plan;
+
+    plan = c->plan;
+
+    if (!plan->hot_in_file && c->q->hot_memory > 0 && c->q->spill_dir != NULL
+        && plan->hot.len + len > c->q->hot_memory)
+    {
+        rc = avs_read_spill(c, err);
+        if (rc != AVS_OK) {
+            return rc;
+        }
+    }
+
+    if (plan->hot_in_file) {
+        rc = avs_read_write(plan->hot_fd, data, len, err);
+        if (rc == AVS_OK) {
+            plan->hot_file_bytes += len;
+        }
+
+        return rc;
+    }
+
+    rc = avs_buf_append(&plan->hot, data, len);
+    if (rc != AVS_OK) {
+        return avs_err_set(err, rc, "read: the hot rows do not fit in "
+                           "memory");
+    }
+
+    return AVS_OK;
+}
+
+
+/* Moves the hot blocks kept so far into a new unlinked temporary file. */
+static avs_rc_t
+avs_read_spill(avs_read_ctx_t *c, avs_err_t *err)
+{
+    int               fd;
+    char              path[4096];
+    avs_rc_t          rc;
+    avs_read_plan_t  *plan;
+
+    plan = c->plan;
+
+    fd = open(c->q->spill_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+    if (fd == -1 && (errno == EOPNOTSUPP || errno == EISDIR
+                     || errno == EINVAL))
+    {
+        /* a file system without O_TMPFILE: a named file, unlinked */
+        if ((size_t) snprintf(path, sizeof(path), "%s/avro-read-XXXXXX",
+                              c->q->spill_dir) < sizeof(path))
+        {
+            fd = mkostemp(path, O_CLOEXEC);
+            if (fd != -1) {
+                (void) unlink(path);
+            }
+        }
+    }
+
+    if (fd == -1) {
+        return avs_err_set(err, AVS_ESTORE, "read: no temporary file in "
+                           "\"%s\": %s", c->q->spill_dir, strerror(errno));
+    }
+
+    rc = avs_read_write(fd, plan->hot.data, plan->hot.len, err);
+    if (rc != AVS_OK) {
+        close(fd);
+        return rc;
+    }
+
+    plan->hot_in_file = 1;
+    plan->hot_fd = fd;
+    plan->hot_file_bytes = plan->hot.len;
+    avs_buf_free(&plan->hot);
+
+    return AVS_OK;
+}
+
+
+static avs_rc_t
+avs_read_write(int fd, const void *data, size_t len, avs_err_t *err)
+{
+    ssize_t       n;
+    const char   *p;
+
+    for (p = data; len > 0; p += n, len -= (size_t) n) {
+        n = write(fd, p, len);
+
+        if (n == -1 && errno == EINTR) {
+            n = 0;
+            continue;
+        }
+
+        if (n <= 0) {
+            return avs_err_set(err, AVS_ESTORE, "read: temporary file: %s",
+                               n == 0 ? "no space" : strerror(errno));
+        }
+    }
+
+    return AVS_OK;
 }
 
 

@@ -29,6 +29,11 @@ typedef struct {
     const char  *fingerprint;   /* NULL: the data's one schema */
     int64_t      from_ms;       /* uploads received at or after; */
     int64_t      to_ms;         /* and at or before (INT64_MIN/MAX: open) */
+
+    /* Hot blocks past hot_memory bytes go to an unlinked temporary file
+     * in spill_dir instead (0 or NULL: all in memory). */
+    size_t       hot_memory;
+    const char  *spill_dir;
 } avs_read_query_t;
 
 /* length bytes of the object key from offset: the blocks of one or more
@@ -45,6 +50,9 @@ typedef struct {
     avs_read_range_t  *ranges;
     size_t             nranges;
     avs_buf_t          hot;                 /* hot blocks, upload order */
+    int                hot_in_file;         /* else in hot */
+    int                hot_fd;              /* the file, when hot_in_file */
+    uint64_t           hot_file_bytes;
     uint64_t           cold_bytes;
     uint64_t           cold_records;
     uint64_t           hot_rows;
@@ -69,7 +77,8 @@ avs_rc_t avs_read_plan(avs_store_t *st, const avs_read_query_t *q,
 /* Frees what the plan holds (not the plan itself). */
 void avs_read_plan_free(avs_read_plan_t *plan);
 
-/* Total bytes of the answer: header, ranges and hot blocks. */
+/* Total bytes of the answer: header, ranges and hot blocks (in memory or
+ * in the file). */
 uint64_t avs_read_plan_size(const avs_read_plan_t *plan);
 
 #endif /* AVS_READ_H */

@@ -48,6 +48,9 @@ http {
         location /_avro_raw/ { internal; alias %%PREFIX%%/var/cold/; }
         location = /read-raw { avro_read /_avro_raw/; }
 
+        # hot blocks past 1 KiB wait in a temporary file
+        location = /read-spill { avro_read /_avro_cold/; avro_read_hot_memory 1k; }
+
         # each user reads their own data: the dataset is the user name
         location /me/ {
             auth_basic           "avro";
@@ -132,6 +135,17 @@ subtest 'reads during an archive cycle see every upload once' => sub {
         'then all archived';
     is_deeply scalar(read_ok("/read?dataset_id=d2&table=own_ship", "d2 after")), all_of("d2", "own_ship"),
         'and read whole after';
+};
+
+subtest 'hot blocks past avro_read_hot_memory go through a temporary file' => sub {
+    $rd->upload('big', 'own_ship', 'p1', records => 30) for 1 .. 3;
+    my ($got, $r) = read_ok('/read-spill?dataset_id=big&table=own_ship', 'spilled');
+    is_deeply $got, all_of('big', 'own_ship'), 'every record, in order';
+    cmp_ok length $r->{content}, '>', 4096, 'more than the 1 KiB kept in memory';
+    is $r->{content}, $t->get('/read?dataset_id=big&table=own_ship')->{content},
+        'the same bytes as from memory';
+    opendir my $dh, $t->path('tmp/client_body') or die $!;
+    is scalar(grep { !/^\./ } readdir $dh), 0, 'no temporary file left behind';
 };
 
 subtest 'isolation: no byte of another dataset' => sub {

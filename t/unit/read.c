@@ -6,6 +6,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,9 @@
 #include "avs_store.h"
 #include "tap.h"
 
-static char  dir[] = "/tmp/avs-read-XXXXXX";
-static char  path[256];
+static char    dir[] = "/tmp/avs-read-XXXXXX";
+static char    path[256];
+static size_t  hot_memory;          /* of the next plans */
 
 /*
  * Two streams of own_ship (schemas ...a1, ...b2) and one of battle.  File 1
@@ -95,6 +97,8 @@ plan(avs_store_t *st, const char *ds, const char *table, const char *period,
     q.fingerprint = fp;
     q.from_ms = from;
     q.to_ms = to;
+    q.hot_memory = hot_memory;
+    q.spill_dir = dir;
 
     rc = avs_read_plan(st, &q, p, &err);
 
@@ -241,6 +245,20 @@ main(void)
               INT64_MAX, &p);
     is_int(rc, AVS_ENOTFOUND, "a schema the table never had: not found");
     avs_read_plan_free(&p);
+
+    /* past hot_memory, the hot blocks go to an unlinked temporary file */
+    hot_memory = 2;
+    rc = plan(st, "u1", "own_ship", NULL, "00000000000000a1", INT64_MIN,
+              INT64_MAX, &p);
+    is_int(rc, AVS_OK, "hot_memory 2: a plan");
+    ok(p.hot_in_file && p.hot.len == 0, "the hot blocks are in a file");
+    is_int(p.hot_file_bytes, 5, "all 5 bytes");
+    ok(pread(p.hot_fd, buf, 5, 0) == 5
+       && memcmp(buf, "\x01\x02\x03\x04\x05", 5) == 0, "in upload order");
+    is_int(avs_read_plan_size(&p), p.header.len + 60 + 5, "size with the file");
+    avs_read_plan_free(&p);
+    ok(fcntl(p.hot_fd, F_GETFD) == -1, "freeing the plan closes the file");
+    hot_memory = 0;
 
     /* the isolation of datasets */
     rc = plan(st, "u2", "own_ship", NULL, NULL, INT64_MIN, INT64_MAX, &p);
