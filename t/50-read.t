@@ -60,6 +60,13 @@ http {
             avro_read            /_avro_cold/;
         }
     }
+
+    # a tiny send buffer: the answers wait for a slow client at every part
+    server {
+        listen 127.0.0.1:%%PORT2%% sndbuf=2k;
+        include $ROOT/conf/avro-read-file.conf;
+        location = /read { avro_read /_avro_cold/; }
+    }
 }
 CONF
 $t->run;
@@ -146,6 +153,18 @@ subtest 'hot blocks past avro_read_hot_memory go through a temporary file' => su
         'the same bytes as from memory';
     opendir my $dh, $t->path('tmp/client_body') or die $!;
     is scalar(grep { !/^\./ } readdir $dh), 0, 'no temporary file left behind';
+};
+
+subtest 'a slow client gets the same bytes' => sub {
+    for my $ds (qw(d1 big)) {
+        my $uri = "/read?dataset_id=$ds&table=own_ship";
+        my $want = $t->get($uri)->{content};
+        my $f = $t->path("var/slow-$ds.avro");
+        my $r = AvroTest::Nginx::run_cmd('curl', '-sS', '--limit-rate', '400k', '-o', $f,
+            'http://127.0.0.1:' . $t->port(2) . $uri);
+        is $r->{exit}, 0, "$ds: curl at 400 KB/s" or diag $r->{err};
+        ok AvroTest::Read::slurp($f) eq $want, "$ds: the same " . length($want) . ' bytes';
+    }
 };
 
 subtest 'isolation: no byte of another dataset' => sub {
