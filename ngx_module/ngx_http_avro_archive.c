@@ -18,6 +18,9 @@
 
 #define NGX_HTTP_AVRO_BACKOFF_MIN  1000
 
+/* test only: how long an armed stop waits to be killed */
+#define NGX_HTTP_AVRO_TEST_STOP    30000
+
 
 struct ngx_http_avro_archiver_s {
     ngx_event_t                 timer;
@@ -38,6 +41,8 @@ struct ngx_http_avro_archiver_s {
     avs_rc_t                    rc;
     avs_rc_t                    lease_rc;
     char                        owner[128];
+
+    char                       *test_stop;  /* AVRO_TEST_ARCHIVE_STOP */
 };
 
 
@@ -49,6 +54,8 @@ static void ngx_http_avro_archive_schedule(ngx_http_avro_archiver_t *ar);
 static void ngx_http_avro_archive_file(void *data,
     const avs_archive_file_t *f);
 static void ngx_http_avro_archive_now_done(ngx_http_request_t *r);
+static avs_rc_t ngx_http_avro_archive_test_stop(void *data,
+    avs_archive_step_t step, const char *key);
 
 
 /*
@@ -94,6 +101,21 @@ ngx_http_avro_archiver_create(ngx_cycle_t *cycle,
     ar->conf.lease_ttl_ms = amcf->lease_ttl;
     ar->conf.on_file = ngx_http_avro_archive_file;
     ar->conf.data = ar;
+
+    /*
+     * For the tests only: the stop points of a cycle, reachable from
+     * outside (see ngx_http_avro_archive_test_stop).  Workers see the
+     * variable only when nginx.conf passes it with the env directive.
+     */
+
+    ar->test_stop = getenv("AVRO_TEST_ARCHIVE_STOP");
+
+    if (ar->test_stop != NULL && ar->test_stop[0] == '/') {
+        ar->conf.hook = ngx_http_avro_archive_test_stop;
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "avro archive: test stop points armed from \"%s\": "
+                      "never in production", ar->test_stop);
+    }
 
     ar->timer.handler = ngx_http_avro_archive_timer;
     ar->timer.data = ar;
@@ -252,6 +274,66 @@ ngx_http_avro_archive_file(void *data, const avs_archive_file_t *f)
                   "%uL uploads, %uL records%s", f->key, f->size,
                   f->datasets, f->uploads, f->records,
                   f->recovered ? " (recovered job)" : "");
+}
+
+
+/*
+ * Test only.  AVRO_TEST_ARCHIVE_STOP=<directory> makes every step of a
+ * cycle (claimed, built, put, committed) look for <directory>/<step>.arm.
+ * The first thread of any worker to rename it to <step>.pid writes its
+ * process id and the job's key there and sleeps in the pool thread, so
+ * that a test can kill -9 the worker at exactly that point of the cycle
+ * (no transaction is open there).  After 30 s unkilled it goes on.
+ */
+static avs_rc_t
+ngx_http_avro_archive_test_stop(void *data, avs_archive_step_t step,
+    const char *key)
+{
+    ngx_http_avro_archiver_t *ar = data;
+
+    u_char      *p, arm[NGX_MAX_PATH], pid[NGX_MAX_PATH], line[700];
+    ngx_fd_t     fd;
+    ngx_uint_t   i;
+
+    static const char  *names[] = { "", "claimed", "built", "put",
+                                    "committed" };
+
+    if ((size_t) step >= sizeof(names) / sizeof(names[0])) {
+        return AVS_OK;
+    }
+
+    p = ngx_snprintf(arm, sizeof(arm) - 1, "%s/%s.arm%Z", ar->test_stop,
+                     names[step]);
+    if (p == arm + sizeof(arm) - 1) {
+        return AVS_OK;
+    }
+
+    ngx_snprintf(pid, sizeof(pid) - 1, "%s/%s.pid%Z", ar->test_stop,
+                 names[step]);
+
+    if (ngx_rename_file(arm, pid) == NGX_FILE_ERROR) {
+        return AVS_OK;
+    }
+
+    fd = ngx_open_file(pid, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd != NGX_INVALID_FILE) {
+        p = ngx_snprintf(line, sizeof(line), "%P %s\n", ngx_pid,
+                         key ? key : "-");
+        (void) ngx_write_fd(fd, line, p - line);
+        (void) ngx_close_file(fd);
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ar->log, 0,
+                  "avro archive: test stop after \"%s\" of %s",
+                  names[step], key ? key : "the claim");
+
+    for (i = 0; i < NGX_HTTP_AVRO_TEST_STOP / 100; i++) {
+        ngx_msleep(100);
+    }
+
+    return AVS_OK;
 }
 
 

@@ -18,6 +18,10 @@
  * order, not kept in memory.
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* sync_file_range */
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -27,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,7 +41,8 @@
 #include "avs_ocf.h"
 
 
-#define AVS_ARCHIVE_IO_SIZE     (64 * 1024)
+#define AVS_ARCHIVE_IO_SIZE     (1024 * 1024)
+#define AVS_ARCHIVE_WRITEBACK   (8 * 1024 * 1024)
 #define AVS_ARCHIVE_REKEYS      64
 #define AVS_ARCHIVE_LEASE_TTL   60000
 
@@ -58,17 +64,46 @@ typedef struct {
 } avs_job_t;
 
 
-/* The temporary file of a job while it is built and put. */
+/*
+ * One dataset's run of rows in the file being built: its range of the
+ * block index.
+ */
 typedef struct {
-    avs_job_t   *job;
-    char         path[PATH_MAX];
-    int          fd;
-    uint8_t     *io;
-    size_t       io_len;
-    int64_t      size;              /* bytes written */
-    int64_t      rows;
+    int64_t      start;
+    int64_t      length;
     int64_t      records;
-    avs_codec_t  codec;
+    int64_t      t0;
+    int64_t      t1;
+    size_t       name_len;
+    char         name[AVS_NAME_MAX + 1];
+} avs_range_t;
+
+
+/*
+ * The temporary file of a job while it is built and put, with its SHA-256
+ * computed as it is written, and the block index ranges written to a side
+ * file as they are found (the commit reads them back: their number grows
+ * with the datasets, memory does not).
+ */
+typedef struct {
+    avs_job_t    *job;
+    char          path[PATH_MAX];
+    int           fd;
+    int           in_store;         /* built where the store renames it */
+    int           moved;            /* the store took it */
+    uint8_t      *io;
+    size_t        io_len;
+    int64_t       size;             /* bytes written */
+    int64_t       flushed;          /* bytes handed to the kernel */
+    int64_t       written_back;     /* bytes whose writeback was started */
+    int64_t       rows;
+    int64_t       records;
+    avs_codec_t   codec;
+    avs_sha256_t *md;
+    char          sha256[AVS_SHA256_HEX_SIZE];
+    FILE         *ranges;
+    int64_t       nranges;
+    avs_range_t   run;              /* the dataset being written */
 } avs_build_t;
 
 
@@ -175,6 +210,11 @@ static avs_rc_t avs_archive_build_read(sqlite3 *db, void *arg,
     avs_err_t *err);
 static avs_rc_t avs_archive_copy_rows(sqlite3 *db, avs_build_t *b,
     avs_err_t *err);
+static avs_rc_t avs_archive_range(avs_build_t *b, const char *name,
+    size_t name_len, int64_t len, int64_t records, int64_t ts,
+    avs_err_t *err);
+static avs_rc_t avs_archive_index(sqlite3 *db, avs_commit_t *c,
+    int64_t file_id, int64_t now, avs_err_t *err);
 static avs_rc_t avs_archive_write(avs_build_t *b, const void *p, size_t n,
     avs_err_t *err);
 static avs_rc_t avs_archive_flush(avs_build_t *b, avs_err_t *err);
@@ -533,7 +573,7 @@ avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
     avs_claim_t       claim;
     avs_err_t         e, local;
     avs_rc_t          rc;
-    int64_t           start;
+    int64_t           start, t;
 
     /* the steps below read the message back: keep one even if not asked */
 
@@ -588,9 +628,11 @@ avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
         memset(&claim, 0, sizeof(avs_claim_t));
         claim.cy = &cy;
         claim.now = avs_archive_now_ms();
+        t = avs_archive_mono_ms();
 
         rc = avs_store_write(st, avs_archive_claim, &claim, err);
         avs_buf_free(&claim.header);
+        out->claim_ms += (uint64_t) (avs_archive_mono_ms() - t);
 
         if (rc == AVS_OK && avs_archive_stop(&cy, AVS_ARCHIVE_CLAIMED, NULL,
                                              err))
@@ -626,9 +668,14 @@ avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
     }
 
     /* the cycle deleted many rows: give the WAL back (busy is not an
-     * error, the next checkpoint goes further) */
+     * error, the next checkpoint goes further); after the record, so that
+     * the WAL is empty when the cycle ends, and counted in the summary
+     * returned (the recorded one has 0) */
 
+    t = avs_archive_mono_ms();
     (void) avs_store_checkpoint(st, &e);
+    out->checkpoint_ms = (uint64_t) (avs_archive_mono_ms() - t);
+    out->duration_ms = (uint64_t) (avs_archive_mono_ms() - start);
 
     if (rc == AVS_OK) {
         avs_err_set(err, AVS_OK, "archived %" PRIu64 " files",
@@ -1036,8 +1083,10 @@ avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
     avs_build_t                b;
     avs_err_t                  e;
     avs_rc_t                   rc;
+    int64_t                    t;
     char                       etag[128], sha256[65];
-    char                      *p;
+    char                       dir[PATH_MAX];
+    const char                *base;
     int                        n;
 
     conf = cy->conf;
@@ -1054,25 +1103,36 @@ avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
     b.job = job;
     b.fd = -1;
 
-    n = snprintf(b.path, sizeof(b.path), "%s/avs-archive-%s.tmp",
-                 conf->tmp_dir, job->key);
+    /*
+     * The file is built where the store can rename it into place (file:),
+     * else in the temp directory.  Its name is the node's and the job's,
+     * not the key's: a job keeps its file when it is given another key,
+     * and the same job always finds, truncates and reuses the file a
+     * crash left.
+     */
+
+    rc = avs_objstore_temp_dir(cy->os, job->key, dir, sizeof(dir), &e);
+    if (rc != AVS_OK) {
+        avs_err_set(err, rc, "archive: %s: %s", job->key, e.msg);
+        goto failed;
+    }
+
+    b.in_store = (dir[0] != '\0');
+    base = b.in_store ? dir : conf->tmp_dir;
+
+    n = snprintf(b.path, sizeof(b.path), "%s/.avs-%s-%" PRId64 ".tmp",
+                 base, conf->node, job->id);
 
     if (n < 0 || (size_t) n >= sizeof(b.path)) {
         return avs_err_set(err, AVS_EINTERNAL,
                            "archive: temp path too long");
     }
 
-    /* one flat file per key in the temp directory */
-
-    for (p = b.path + strlen(conf->tmp_dir) + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '_';
-        }
-    }
-
     /* c) build */
 
+    t = avs_archive_mono_ms();
     rc = avs_archive_build(cy, &b, err);
+    cy->out->build_ms += (uint64_t) (avs_archive_mono_ms() - t);
 
     if (rc == AVS_DONE || rc == AVS_EBUSY) {
 
@@ -1097,7 +1157,9 @@ avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
     etag[0] = '\0';
     sha256[0] = '\0';
 
+    t = avs_archive_mono_ms();
     rc = avs_archive_put(cy, &b, etag, sha256, err);
+    cy->out->put_ms += (uint64_t) (avs_archive_mono_ms() - t);
 
     if (rc == AVS_DONE) {
         avs_archive_discard(&b, 1);
@@ -1122,7 +1184,9 @@ avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
     c.etag = etag;
     c.sha256 = sha256;
 
+    t = avs_archive_mono_ms();
     rc = avs_store_write(cy->st, avs_archive_commit, &c, err);
+    cy->out->commit_ms += (uint64_t) (avs_archive_mono_ms() - t);
 
     if (rc == AVS_DONE) {
         avs_archive_discard(&b, 1);
@@ -1206,16 +1270,20 @@ avs_archive_stop(avs_cycle_t *cy, avs_archive_step_t step, const char *key,
 
 
 /*
- * Builds the job's file in the temporary directory: opened without
- * truncation, then locked, then truncated, so that an archiver that lost
- * its lease but still builds the same job is never written over (the
- * second one gets AVS_EBUSY).  The lock is held until the file is
- * discarded.  The file is synced before it is put.
+ * Builds the job's file: opened without truncation, then locked, then
+ * checked to be still the file of that name, then truncated, so that an
+ * archiver that lost its lease but still builds the same job is never
+ * written over (the second one gets AVS_EBUSY), and a file the store has
+ * renamed into place meanwhile is never truncated.  The lock is held until
+ * the file is discarded.  The file is synced before it is put.
  */
 static avs_rc_t
 avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
 {
-    avs_rc_t  rc;
+    int          fd;
+    avs_rc_t     rc;
+    struct stat  fst, pst;
+    char         ranges[PATH_MAX];
 
     b->fd = open(b->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
     if (b->fd == -1) {
@@ -1234,13 +1302,46 @@ avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
                            b->path, strerror(errno));
     }
 
+    if (fstat(b->fd, &fst) == -1 || stat(b->path, &pst) == -1
+        || fst.st_ino != pst.st_ino || fst.st_dev != pst.st_dev)
+    {
+        return avs_err_set(err, AVS_EBUSY,
+                           "archive: %s was put by another process",
+                           b->job->key);
+    }
+
     if (ftruncate(b->fd, 0) == -1) {
         return avs_err_set(err, AVS_ESTORE, "archive: truncate %s: %s",
                            b->path, strerror(errno));
     }
 
     b->io = malloc(AVS_ARCHIVE_IO_SIZE);
-    if (b->io == NULL) {
+    b->md = avs_sha256_new();
+
+    if (b->io == NULL || b->md == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
+    }
+
+    /* the side file of the ranges: unnamed once open */
+
+    if (snprintf(ranges, sizeof(ranges), "%s/avs-ranges-XXXXXX",
+                 cy->conf->tmp_dir) >= (int) sizeof(ranges))
+    {
+        return avs_err_set(err, AVS_EINTERNAL, "archive: temp path too long");
+    }
+
+    fd = mkstemp(ranges);
+    if (fd == -1) {
+        return avs_err_set(err, AVS_ESTORE, "archive: create %s: %s",
+                           ranges, strerror(errno));
+    }
+
+    (void) unlink(ranges);
+    (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+    b->ranges = fdopen(fd, "w+b");
+    if (b->ranges == NULL) {
+        close(fd);
         return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
     }
 
@@ -1254,12 +1355,20 @@ avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
         return rc;
     }
 
+    if (fflush(b->ranges) != 0) {
+        return avs_err_set(err, errno == ENOSPC ? AVS_EFULL : AVS_ESTORE,
+                           "archive: write the ranges of %s: %s",
+                           b->job->key, strerror(errno));
+    }
+
     if (fsync(b->fd) == -1) {
         return avs_err_set(err, AVS_ESTORE, "archive: fsync %s: %s",
                            b->path, strerror(errno));
     }
 
-    return AVS_OK;
+    return avs_sha256_final_hex(b->md, b->sha256)
+           ? AVS_OK
+           : avs_err_set(err, AVS_EINTERNAL, "archive: sha256 failed");
 }
 
 
@@ -1328,9 +1437,10 @@ avs_archive_build_read(sqlite3 *db, void *arg, avs_err_t *err)
 
 /*
  * Appends the job's rows to the file, each dataset's uploads together and
- * in upload order, reading each blob in pieces through one blob handle
- * moved from row to row.  The rows must be exactly those the claim
- * counted, or the file would not be the job's.
+ * in upload order, reading each blob straight into the write buffer
+ * through one blob handle moved from row to row, and notes each dataset's
+ * range as it goes.  The rows must be exactly those the claim counted, or
+ * the file would not be the job's.
  */
 static avs_rc_t
 avs_archive_copy_rows(sqlite3 *db, avs_build_t *b, avs_err_t *err)
@@ -1339,21 +1449,17 @@ avs_archive_copy_rows(sqlite3 *db, avs_build_t *b, avs_err_t *err)
     sqlite3_blob  *blob;
     avs_job_t     *job;
     avs_rc_t       rc;
-    int64_t        id, data;
+    int64_t        id, data, records;
     int            src, len, off, n;
-    uint8_t       *piece;
+    const char    *name;
 
     job = b->job;
     blob = NULL;
     data = 0;
 
-    piece = malloc(AVS_ARCHIVE_IO_SIZE);
-    if (piece == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
-    }
-
     rc = avs_sql_prepare(db, &stmt, "job rows", err,
-                         "SELECT id, record_count FROM buffer_logs"
+                         "SELECT id, record_count, dataset_id, timestamp"
+                         " FROM buffer_logs"
                          " WHERE table_name = ?1 AND period_tag = ?2"
                          " AND schema_fingerprint = ?3"
                          " AND id BETWEEN ?4 AND ?5"
@@ -1361,13 +1467,13 @@ avs_archive_copy_rows(sqlite3 *db, avs_build_t *b, avs_err_t *err)
                          "tttii", job->table, job->period, job->fp,
                          job->first_id, job->last_id);
     if (rc != AVS_OK) {
-        free(piece);
         return rc;
     }
 
     while ((src = sqlite3_step(stmt)) == SQLITE_ROW) {
         id = sqlite3_column_int64(stmt, 0);
-        b->records += sqlite3_column_int64(stmt, 1);
+        records = sqlite3_column_int64(stmt, 1);
+        b->records += records;
         b->rows++;
 
         src = (blob == NULL)
@@ -1383,25 +1489,47 @@ avs_archive_copy_rows(sqlite3 *db, avs_build_t *b, avs_err_t *err)
         len = sqlite3_blob_bytes(blob);
         data += len;
 
-        for (off = 0; off < len; off += n) {
-            n = (len - off < AVS_ARCHIVE_IO_SIZE) ? len - off
-                                                  : AVS_ARCHIVE_IO_SIZE;
+        name = (const char *) sqlite3_column_text(stmt, 2);
 
-            src = sqlite3_blob_read(blob, piece, n, off);
+        rc = avs_archive_range(b, name ? name : "",
+                               (size_t) sqlite3_column_bytes(stmt, 2), len,
+                               records, sqlite3_column_int64(stmt, 3), err);
+        if (rc != AVS_OK) {
+            goto done;
+        }
+
+        for (off = 0; off < len; off += n) {
+            if (b->io_len == AVS_ARCHIVE_IO_SIZE) {
+                rc = avs_archive_flush(b, err);
+                if (rc != AVS_OK) {
+                    goto done;
+                }
+            }
+
+            n = len - off;
+            n = ((size_t) n < AVS_ARCHIVE_IO_SIZE - b->io_len)
+                ? n : (int) (AVS_ARCHIVE_IO_SIZE - b->io_len);
+
+            src = sqlite3_blob_read(blob, b->io + b->io_len, n, off);
             if (src != SQLITE_OK) {
                 rc = avs_sql_fail(db, src, "row read", err);
                 goto done;
             }
 
-            rc = avs_archive_write(b, piece, (size_t) n, err);
-            if (rc != AVS_OK) {
-                goto done;
-            }
+            b->io_len += (size_t) n;
+            b->size += n;
         }
     }
 
     if (src != SQLITE_DONE) {
         rc = avs_sql_fail(db, src, "job rows", err);
+        goto done;
+    }
+
+    /* the last dataset's range */
+
+    rc = avs_archive_range(b, NULL, 0, 0, 0, 0, err);
+    if (rc != AVS_OK) {
         goto done;
     }
 
@@ -1420,9 +1548,65 @@ done:
     }
 
     sqlite3_finalize(stmt);
-    free(piece);
 
     return rc;
+}
+
+
+/*
+ * Adds a row of len bytes, about to be written, to the range of its
+ * dataset; a row of another dataset (or name NULL: the end) first writes
+ * the range before it to the side file.  A dataset without bytes gets no
+ * range: there is nothing to read.
+ */
+static avs_rc_t
+avs_archive_range(avs_build_t *b, const char *name, size_t name_len,
+    int64_t len, int64_t records, int64_t ts, avs_err_t *err)
+{
+    avs_range_t  *r;
+
+    r = &b->run;
+
+    if (name != NULL && name_len > 0 && r->name_len == name_len
+        && memcmp(r->name, name, name_len) == 0)
+    {
+        r->length += len;
+        r->records += records;
+        r->t0 = (ts < r->t0) ? ts : r->t0;
+        r->t1 = (ts > r->t1) ? ts : r->t1;
+        return AVS_OK;
+    }
+
+    if (r->name_len > 0 && r->length > 0) {
+        if (fwrite(r, offsetof(avs_range_t, name) + r->name_len, 1,
+                   b->ranges) != 1)
+        {
+            return avs_err_set(err, errno == ENOSPC ? AVS_EFULL : AVS_ESTORE,
+                               "archive: write the ranges of %s: %s",
+                               b->job->key, strerror(errno));
+        }
+
+        b->nranges++;
+    }
+
+    if (name == NULL) {
+        return AVS_OK;
+    }
+
+    if (name_len == 0 || name_len > AVS_NAME_MAX) {
+        return avs_err_set(err, AVS_ESTORE, "archive: %s: a dataset name "
+                           "of %zu bytes", b->job->key, name_len);
+    }
+
+    memcpy(r->name, name, name_len);
+    r->name_len = name_len;
+    r->start = b->size;
+    r->length = len;
+    r->records = records;
+    r->t0 = ts;
+    r->t1 = ts;
+
+    return AVS_OK;
 }
 
 
@@ -1455,12 +1639,25 @@ avs_archive_write(avs_build_t *b, const void *p, size_t n, avs_err_t *err)
 }
 
 
-/* Writes the buffer out, whatever short writes and signals do. */
+/*
+ * Hashes the buffer and writes it out, whatever short writes and signals
+ * do.  Every few MiB the kernel is asked to start writing back what it
+ * has (Linux): the disk then works while the rest is built, and the fsync
+ * at the end waits for the last pieces only.
+ */
 static avs_rc_t
 avs_archive_flush(avs_build_t *b, avs_err_t *err)
 {
     ssize_t  w;
     size_t   off;
+
+    if (b->io_len == 0) {
+        return AVS_OK;
+    }
+
+    if (!avs_sha256_update(b->md, b->io, b->io_len)) {
+        return avs_err_set(err, AVS_EINTERNAL, "archive: sha256 failed");
+    }
 
     for (off = 0; off < b->io_len; off += (size_t) w) {
         w = write(b->fd, b->io + off, b->io_len - off);
@@ -1477,7 +1674,17 @@ avs_archive_flush(avs_build_t *b, avs_err_t *err)
         }
     }
 
+    b->flushed += (int64_t) b->io_len;
     b->io_len = 0;
+
+#if defined(__linux__)
+    if (b->flushed - b->written_back >= AVS_ARCHIVE_WRITEBACK) {
+        (void) sync_file_range(b->fd, b->written_back,
+                               b->flushed - b->written_back,
+                               SYNC_FILE_RANGE_WRITE);
+        b->written_back = b->flushed;
+    }
+#endif
 
     return AVS_OK;
 }
@@ -1485,13 +1692,13 @@ avs_archive_flush(avs_build_t *b, avs_err_t *err)
 
 /*
  * Ends the life of a temporary file: removed, unless a simulated crash
- * leaves it (the next run truncates it), then closed, which drops the
- * lock.  A store that moved the file already is fine.
+ * leaves it (the next run truncates it) or the store took it, then
+ * closed, which drops the lock.
  */
 static void
 avs_archive_discard(avs_build_t *b, int unlink_file)
 {
-    if (unlink_file && b->fd != -1) {
+    if (unlink_file && b->fd != -1 && !b->moved) {
         (void) unlink(b->path);
     }
 
@@ -1500,6 +1707,13 @@ avs_archive_discard(avs_build_t *b, int unlink_file)
         b->fd = -1;
     }
 
+    if (b->ranges != NULL) {
+        (void) fclose(b->ranges);
+        b->ranges = NULL;
+    }
+
+    avs_sha256_free(b->md);
+    b->md = NULL;
     free(b->io);
     b->io = NULL;
 }
@@ -1564,10 +1778,14 @@ avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
     job->put_attempts++;
     etag[0] = '\0';
 
-    rc = avs_objstore_put_file(cy->os, job->key, b->path, etag, sha256, &e);
+    rc = avs_objstore_put_temp(cy->os, job->key, b->path, b->sha256, etag,
+                               &e);
     if (rc != AVS_OK) {
         return avs_err_set(err, rc, "archive: put %s: %s", job->key, e.msg);
     }
+
+    b->moved = b->in_store;
+    memcpy(sha256, b->sha256, AVS_SHA256_HEX_SIZE);
 
     return AVS_OK;
 }
@@ -1676,10 +1894,9 @@ avs_archive_fail_job(sqlite3 *db, void *arg, avs_err_t *err)
  * and the end of the job.  A reader's snapshot has either the hot rows or
  * their index, never both or neither.
  *
- * The block index is computed from the job's rows, still there: per
- * dataset, in the build's order, its bytes start where the previous
- * dataset's end, after the header.  A dataset with no bytes (uploads
- * without records) gets no range: there is nothing to read.
+ * The block index is the ranges the build noted while it wrote the file
+ * (per dataset, in the file's order, after the header); they must cover
+ * exactly the bytes and records of the job's rows.
  */
 static avs_rc_t
 avs_archive_commit(sqlite3 *db, void *arg, avs_err_t *err)
@@ -1689,7 +1906,7 @@ avs_archive_commit(sqlite3 *db, void *arg, avs_err_t *err)
     avs_build_t   *b;
     avs_job_t     *job;
     avs_rc_t       rc;
-    int64_t        now, file_id, changes, records, bytes;
+    int64_t        now, file_id, changes;
     int            done;
 
     b = c->b;
@@ -1731,55 +1948,12 @@ avs_archive_commit(sqlite3 *db, void *arg, avs_err_t *err)
 
     file_id = sqlite3_last_insert_rowid(db);
 
-    rc = avs_sql_exec(db, &changes, "block index", err,
-                      "INSERT INTO block_indexes (dataset_id, table_name,"
-                      " file_id, start_byte, length, record_count,"
-                      " start_timestamp, end_timestamp, period_tag,"
-                      " schema_fingerprint, created_at)"
-                      " SELECT dataset_id, ?1, ?6,"
-                      " ?7 + sum(len) OVER (ORDER BY dataset_id"
-                      " ROWS UNBOUNDED PRECEDING) - len,"
-                      " len, recs, t0, t1, ?2, ?3, ?8"
-                      " FROM (SELECT dataset_id, sum(length(data)) AS len,"
-                      " sum(record_count) AS recs, min(timestamp) AS t0,"
-                      " max(timestamp) AS t1 FROM buffer_logs"
-                      " WHERE table_name = ?1 AND period_tag = ?2"
-                      " AND schema_fingerprint = ?3"
-                      " AND id BETWEEN ?4 AND ?5 GROUP BY dataset_id)"
-                      " WHERE len > 0 ORDER BY dataset_id",
-                      "tttiiiii", job->table, job->period, job->fp,
-                      job->first_id, job->last_id, file_id,
-                      job->header_bytes, now);
+    rc = avs_archive_index(db, c, file_id, now, err);
     if (rc != AVS_OK) {
         return rc;
     }
 
-    c->datasets = changes;
-
-    rc = avs_sql_query(db, &stmt, "block index", err,
-                       "SELECT coalesce(sum(length), 0),"
-                       " coalesce(sum(record_count), 0)"
-                       " FROM block_indexes WHERE file_id = ?1",
-                       "i", file_id);
-    if (rc != AVS_OK) {
-        return (rc == AVS_DONE) ? AVS_EINTERNAL : rc;
-    }
-
-    bytes = sqlite3_column_int64(stmt, 0);
-    records = sqlite3_column_int64(stmt, 1);
-    sqlite3_finalize(stmt);
-
-    if (bytes != job->data_bytes || records != b->records
-        || job->header_bytes + bytes != b->size)
-    {
-        return avs_err_set(err, AVS_EINTERNAL,
-                           "archive: %s: the index covers %" PRId64
-                           " bytes and %" PRId64 " records, the file has %"
-                           PRId64 " and %" PRId64, job->key, bytes, records,
-                           b->size - job->header_bytes, b->records);
-    }
-
-    rc = avs_archive_commit_segment(db, c, file_id, records, now, err);
+    rc = avs_archive_commit_segment(db, c, file_id, b->records, now, err);
     if (rc != AVS_OK) {
         return rc;
     }
@@ -1806,7 +1980,118 @@ avs_archive_commit(sqlite3 *db, void *arg, avs_err_t *err)
                         "UPDATE archive_jobs SET state = 'done',"
                         " finished_at = ?1, record_count = ?2,"
                         " file_id = ?3, last_error = NULL WHERE id = ?4",
-                        "iiii", now, records, file_id, job->id);
+                        "iiii", now, b->records, file_id, job->id);
+}
+
+
+/*
+ * Inserts the ranges of the side file into block_indexes, and checks that
+ * they cover the file: every byte after the header and every record, once.
+ */
+static avs_rc_t
+avs_archive_index(sqlite3 *db, avs_commit_t *c, int64_t file_id,
+    int64_t now, avs_err_t *err)
+{
+    sqlite3_stmt  *stmt;
+    avs_build_t   *b;
+    avs_job_t     *job;
+    avs_range_t    r;
+    avs_rc_t       rc;
+    int64_t        bytes, records, n;
+    int            src;
+
+    b = c->b;
+    job = c->job;
+    bytes = 0;
+    records = 0;
+
+    if (fflush(b->ranges) != 0 || fseek(b->ranges, 0, SEEK_SET) != 0) {
+        return avs_err_set(err, AVS_ESTORE, "archive: read the ranges of "
+                           "%s: %s", job->key, strerror(errno));
+    }
+
+    rc = avs_sql_prepare(db, &stmt, "block index", err,
+                         "INSERT INTO block_indexes (dataset_id, table_name,"
+                         " file_id, start_byte, length, record_count,"
+                         " start_timestamp, end_timestamp, period_tag,"
+                         " schema_fingerprint, created_at)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+                         " ?11)",
+                         "ttiiiiiitti", NULL, job->table, file_id,
+                         (int64_t) 0, (int64_t) 0, (int64_t) 0, (int64_t) 0,
+                         (int64_t) 0, job->period, job->fp, now);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    for (n = 0; n < b->nranges; n++) {
+
+        if (fread(&r, offsetof(avs_range_t, name), 1, b->ranges) != 1
+            || r.name_len == 0 || r.name_len > AVS_NAME_MAX
+            || fread(r.name, r.name_len, 1, b->ranges) != 1)
+        {
+            rc = avs_err_set(err, AVS_ESTORE, "archive: the ranges of %s "
+                             "are cut short", job->key);
+            break;
+        }
+
+        if (r.start != job->header_bytes + bytes) {
+            rc = avs_err_set(err, AVS_EINTERNAL, "archive: %s: a range at "
+                             "%" PRId64 " after %" PRId64 " bytes", job->key,
+                             r.start, bytes);
+            break;
+        }
+
+        bytes += r.length;
+        records += r.records;
+
+        src = sqlite3_bind_text(stmt, 1, r.name, (int) r.name_len,
+                                SQLITE_STATIC);
+        if (src == SQLITE_OK) {
+            src = sqlite3_bind_int64(stmt, 4, r.start);
+        }
+        if (src == SQLITE_OK) {
+            src = sqlite3_bind_int64(stmt, 5, r.length);
+        }
+        if (src == SQLITE_OK) {
+            src = sqlite3_bind_int64(stmt, 6, r.records);
+        }
+        if (src == SQLITE_OK) {
+            src = sqlite3_bind_int64(stmt, 7, r.t0);
+        }
+        if (src == SQLITE_OK) {
+            src = sqlite3_bind_int64(stmt, 8, r.t1);
+        }
+        if (src == SQLITE_OK) {
+            src = sqlite3_step(stmt);
+            src = (src == SQLITE_DONE) ? sqlite3_reset(stmt) : src;
+        }
+
+        if (src != SQLITE_OK) {
+            rc = avs_sql_fail(db, src, "block index", err);
+            break;
+        }
+    }
+
+    sqlite3_finalize(stmt);
+
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    c->datasets = b->nranges;
+
+    if (bytes != job->data_bytes || records != b->records
+        || job->header_bytes + bytes != b->size)
+    {
+        return avs_err_set(err, AVS_EINTERNAL,
+                           "archive: %s: the index covers %" PRId64
+                           " bytes and %" PRId64 " records, the file has %"
+                           PRId64 " and %" PRId64, job->key, bytes, records,
+                           b->size - job->header_bytes, b->records);
+    }
+
+    return AVS_OK;
 }
 
 
@@ -1990,6 +2275,27 @@ avs_archive_summary_json(const avs_archive_summary_t *s, avs_buf_t *out)
         rc = avs_json_field_u64(out, "skipped_groups", s->skipped);
     }
     if (rc == AVS_OK) {
+        rc = avs_json_raw(out, ",\"steps_ms\":{");
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "claim", s->claim_ms);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "build", s->build_ms);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "put", s->put_ms);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "commit", s->commit_ms);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "checkpoint", s->checkpoint_ms);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_raw(out, "}");
+    }
+    if (rc == AVS_OK) {
         rc = avs_json_field_str(out, "result", avs_rc_name(s->rc));
     }
     if (rc == AVS_OK) {
@@ -2049,8 +2355,15 @@ avs_archive_status_read(sqlite3 *db, void *arg, avs_err_t *err)
                                  sqlite3_column_int64(stmt, 0));
     }
     if (wrc == AVS_OK) {
+        wrc = avs_json_raw(out, ",\"last_cycle\":");
+    }
+    if (wrc == AVS_OK) {
+
+        /* longer than avs_json_raw's format buffer */
+
         s = (const char *) sqlite3_column_text(stmt, 1);
-        wrc = avs_json_raw(out, ",\"last_cycle\":%s", s ? s : "null");
+        s = s ? s : "null";
+        wrc = avs_buf_append(out, s, strlen(s));
     }
     if (wrc == AVS_OK) {
         wrc = avs_json_field_str(out, "last_error",

@@ -76,6 +76,16 @@ typedef struct {
     uint64_t     recovered;     /* pending jobs of earlier cycles done */
     uint64_t     pending;       /* jobs left pending at the end */
     uint64_t     skipped;       /* groups whose names cannot make a key */
+
+    /* where the time went, in ms: the claim, then summed over the jobs
+     * the build (read rows, write, fsync), the put and the commit, and
+     * the WAL checkpoint at the end */
+    uint64_t     claim_ms;
+    uint64_t     build_ms;
+    uint64_t     put_ms;
+    uint64_t     commit_ms;
+    uint64_t     checkpoint_ms;
+
     avs_rc_t     rc;            /* how the cycle ended */
 } avs_archive_summary_t;
 
@@ -105,7 +115,8 @@ avs_rc_t avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
 /*
  * Appends the summary as a JSON object: {"files", "datasets", "uploads",
  * "records", "bytes", "duration_ms", "started_at", "claimed_jobs",
- * "recovered_jobs", "pending_jobs", "skipped_groups"}.
+ * "recovered_jobs", "pending_jobs", "skipped_groups", "steps_ms": {"claim",
+ * "build", "put", "commit", "checkpoint"}, "result"}.
  */
 avs_rc_t avs_archive_summary_json(const avs_archive_summary_t *s,
     avs_buf_t *out);

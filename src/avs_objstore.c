@@ -26,7 +26,6 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "avs_objstore.h"
 
@@ -976,15 +975,20 @@ avs_s3_failed(const avs_s3_call_t *call, avs_err_t *err)
 }
 
 
-/* PUT from a file, signed with the file's SHA-256 (computed first). */
+/*
+ * PUT from a file, signed with the file's SHA-256: known, when the caller
+ * computed it while writing the file, or computed here first.
+ */
 static avs_rc_t
 avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
-    char etag[AVS_ETAG_SIZE], char sha256[65], avs_err_t *err)
+    const char *known, char etag[AVS_ETAG_SIZE], char sha256[65],
+    avs_err_t *err)
 {
     int            fd;
     FILE          *f;
     avs_rc_t       rc;
     uint64_t       size;
+    struct stat    st;
     avs_s3_call_t  call;
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -993,11 +997,21 @@ avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
                            key, path, strerror(errno));
     }
 
-    rc = avs_sha256_fd_hex(fd, sha256, &size, err);
+    if (known != NULL) {
+        rc = (fstat(fd, &st) == 0)
+             ? AVS_OK
+             : avs_err_set(err, AVS_ESTORE, "PUT %s: stat: %s", key,
+                           strerror(errno));
+        size = (uint64_t) st.st_size;
+        memcpy(sha256, known, AVS_SHA256_HEX_SIZE);
 
-    if (rc == AVS_OK && lseek(fd, 0, SEEK_SET) != 0) {
-        rc = avs_err_set(err, AVS_ESTORE, "PUT %s: seek: %s", key,
-                         strerror(errno));
+    } else {
+        rc = avs_sha256_fd_hex(fd, sha256, &size, err);
+
+        if (rc == AVS_OK && lseek(fd, 0, SEEK_SET) != 0) {
+            rc = avs_err_set(err, AVS_ESTORE, "PUT %s: seek: %s", key,
+                             strerror(errno));
+        }
     }
 
     f = (rc == AVS_OK) ? fdopen(fd, "rb") : NULL;
@@ -1257,22 +1271,16 @@ avs_file_copy(int in, int out, const char *key, char sha256[65],
     ssize_t        n;
     uint8_t       *buf;
     avs_rc_t       rc;
-    EVP_MD_CTX    *md;
-    unsigned int   len, i;
-    unsigned char  digest[EVP_MAX_MD_SIZE];
-
-    static const char  hex[] = "0123456789abcdef";
+    avs_sha256_t  *md;
 
     sha256[0] = '\0';
 
     buf = malloc(AVS_OBJSTORE_COPY);
-    md = EVP_MD_CTX_new();
+    md = avs_sha256_new();
 
-    if (buf == NULL || md == NULL
-        || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-    {
+    if (buf == NULL || md == NULL) {
         free(buf);
-        EVP_MD_CTX_free(md);
+        avs_sha256_free(md);
         return avs_err_set(err, AVS_ENOMEM, "out of memory");
     }
 
@@ -1295,7 +1303,7 @@ avs_file_copy(int in, int out, const char *key, char sha256[65],
             break;
         }
 
-        if (EVP_DigestUpdate(md, buf, (size_t) n) != 1) {
+        if (!avs_sha256_update(md, buf, (size_t) n)) {
             rc = avs_err_set(err, AVS_EINTERNAL, "put %s: sha256", key);
             break;
         }
@@ -1307,21 +1315,11 @@ avs_file_copy(int in, int out, const char *key, char sha256[65],
         }
     }
 
-    if (rc == AVS_OK) {
-        if (EVP_DigestFinal_ex(md, digest, &len) != 1 || len != 32) {
-            rc = avs_err_set(err, AVS_EINTERNAL, "put %s: sha256", key);
-
-        } else {
-            for (i = 0; i < len; i++) {
-                sha256[2 * i] = hex[digest[i] >> 4];
-                sha256[2 * i + 1] = hex[digest[i] & 0x0f];
-            }
-
-            sha256[64] = '\0';
-        }
+    if (rc == AVS_OK && !avs_sha256_final_hex(md, sha256)) {
+        rc = avs_err_set(err, AVS_EINTERNAL, "put %s: sha256", key);
     }
 
-    EVP_MD_CTX_free(md);
+    avs_sha256_free(md);
     free(buf);
 
     return rc;
@@ -1437,6 +1435,58 @@ done:
     if (tmp != NULL) {
         (void) unlink(tmp);
         free(tmp);
+    }
+
+    free(final);
+
+    return rc;
+}
+
+
+/*
+ * Renames a file built in the object's directory into place: the bytes
+ * were written and flushed once, by the caller; flushing the directory
+ * makes the new name last.  A file on another filesystem is copied.
+ */
+static avs_rc_t
+avs_file_put_temp(avs_objstore_t *os, const char *key, const char *path,
+    const char *sha256, char etag[AVS_ETAG_SIZE], avs_err_t *err)
+{
+    char      *final, *slash, copied[AVS_SHA256_HEX_SIZE];
+    avs_rc_t   rc;
+
+    final = avs_file_path(os, key);
+    if (final == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
+    slash = strrchr(final, '/');
+    *slash = '\0';
+    rc = avs_file_mkdirs(final, err);
+    *slash = '/';
+
+    if (rc == AVS_OK && chmod(path, 0644) == -1) {
+        rc = avs_err_set(err, AVS_ESTORE, "put %s: chmod %s: %s", key, path,
+                         strerror(errno));
+    }
+
+    if (rc == AVS_OK && rename(path, final) == -1) {
+        if (errno == EXDEV) {
+            free(final);
+            return avs_file_put(os, key, path, etag, copied, err);
+        }
+
+        rc = avs_err_set(err, AVS_ESTORE, "put %s: rename: %s", key,
+                         strerror(errno));
+    }
+
+    if (rc == AVS_OK) {
+        *slash = '\0';
+        rc = avs_file_sync_dir(final, err);
+    }
+
+    if (rc == AVS_OK) {
+        snprintf(etag, AVS_ETAG_SIZE, "%s", sha256);
     }
 
     free(final);
@@ -1591,10 +1641,72 @@ avs_objstore_put_file(avs_objstore_t *os, const char *key, const char *path,
     }
 
     if (os->s3) {
-        return avs_s3_put(os, key, path, etag, sha256, err);
+        return avs_s3_put(os, key, path, NULL, etag, sha256, err);
     }
 
     return avs_file_put(os, key, path, etag, sha256, err);
+}
+
+
+avs_rc_t
+avs_objstore_temp_dir(avs_objstore_t *os, const char *key, char *dir,
+    size_t size, avs_err_t *err)
+{
+    char      *path;
+    size_t     len;
+    avs_rc_t   rc;
+
+    dir[0] = '\0';
+
+    rc = avs_objstore_key(key, err);
+    if (rc != AVS_OK || os->s3) {
+        return rc;
+    }
+
+    path = avs_file_path(os, key);
+    if (path == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
+    *strrchr(path, '/') = '\0';
+    len = strlen(path);
+
+    rc = (len < size) ? avs_file_mkdirs(path, err)
+                      : avs_err_set(err, AVS_EINTERNAL,
+                                    "temp dir of %s: path too long", key);
+    if (rc == AVS_OK) {
+        memcpy(dir, path, len + 1);
+    }
+
+    free(path);
+
+    return rc;
+}
+
+
+avs_rc_t
+avs_objstore_put_temp(avs_objstore_t *os, const char *key, const char *path,
+    const char *sha256, char etag[AVS_ETAG_SIZE], avs_err_t *err)
+{
+    avs_rc_t  rc;
+    char      got[AVS_SHA256_HEX_SIZE];
+
+    etag[0] = '\0';
+
+    rc = avs_objstore_key(key, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (sha256 == NULL || strlen(sha256) != AVS_SHA256_HEX_SIZE - 1) {
+        return avs_err_set(err, AVS_EINTERNAL, "put %s: no SHA-256", key);
+    }
+
+    if (os->s3) {
+        return avs_s3_put(os, key, path, sha256, etag, got, err);
+    }
+
+    return avs_file_put_temp(os, key, path, sha256, etag, err);
 }
 
 

@@ -91,6 +91,27 @@ avs_rc_t avs_objstore_put_file(avs_objstore_t *os, const char *key,
     avs_err_t *err);
 
 /*
+ * Where to build a file that put_temp is to store under key: for file:,
+ * the object's own directory (made if missing), so that the put is a
+ * rename on the same filesystem and the bytes are written once; for
+ * s3://, dir is set to "" and the caller builds where it likes.
+ */
+avs_rc_t avs_objstore_temp_dir(avs_objstore_t *os, const char *key,
+    char *dir, size_t size, avs_err_t *err);
+
+/*
+ * Stores a file the caller built and flushed (fsync) and whose hex SHA-256
+ * it computed while writing it, as put_file does, without reading it
+ * again to hash it.  file: renames it into place (with mode 0644) and
+ * flushes the directory: the file is gone from path afterwards; one on
+ * another filesystem is copied instead, and stays.  s3:// PUTs it signed
+ * with sha256, and leaves it.
+ */
+avs_rc_t avs_objstore_put_temp(avs_objstore_t *os, const char *key,
+    const char *path, const char *sha256, char etag[AVS_ETAG_SIZE],
+    avs_err_t *err);
+
+/*
  * AVS_OK with the size and the tag put_file gave, AVS_DONE when there is
  * no such object.  (file: hashes the object to give its tag.)
  */

@@ -878,6 +878,57 @@ avs_sha256_hex(const void *p, size_t n, char out[AVS_SHA256_HEX_SIZE])
 }
 
 
+/* The context is OpenSSL's, behind a type of our own. */
+avs_sha256_t *
+avs_sha256_new(void)
+{
+    EVP_MD_CTX  *ctx;
+
+    ctx = EVP_MD_CTX_new();
+
+    if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
+        ctx = NULL;
+    }
+
+    return (avs_sha256_t *) ctx;
+}
+
+
+int
+avs_sha256_update(avs_sha256_t *h, const void *p, size_t n)
+{
+    return EVP_DigestUpdate((EVP_MD_CTX *) h, p, n) == 1;
+}
+
+
+int
+avs_sha256_final_hex(avs_sha256_t *h, char out[AVS_SHA256_HEX_SIZE])
+{
+    unsigned int   len;
+    unsigned char  md[EVP_MAX_MD_SIZE];
+
+    out[0] = '\0';
+
+    if (EVP_DigestFinal_ex((EVP_MD_CTX *) h, md, &len) != 1
+        || len != AVS_SHA256_LEN)
+    {
+        return 0;
+    }
+
+    avs_sigv4_hex(md, AVS_SHA256_LEN, out);
+
+    return 1;
+}
+
+
+void
+avs_sha256_free(avs_sha256_t *h)
+{
+    EVP_MD_CTX_free((EVP_MD_CTX *) h);
+}
+
+
 avs_rc_t
 avs_sha256_fd_hex(int fd, char out[AVS_SHA256_HEX_SIZE], uint64_t *size,
     avs_err_t *err)
@@ -885,30 +936,22 @@ avs_sha256_fd_hex(int fd, char out[AVS_SHA256_HEX_SIZE], uint64_t *size,
     ssize_t         n;
     uint64_t        total;
     avs_rc_t        rc;
-    EVP_MD_CTX     *ctx;
-    unsigned int    len;
-    unsigned char  *chunk, md[EVP_MAX_MD_SIZE];
+    avs_sha256_t   *ctx;
+    unsigned char  *chunk;
 
     out[0] = '\0';
 
     chunk = malloc(AVS_SIGV4_READ_CHUNK);
-    if (chunk == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "sha256: out of memory");
-    }
+    ctx = avs_sha256_new();
 
-    ctx = EVP_MD_CTX_new();
-    if (ctx == NULL) {
+    if (chunk == NULL || ctx == NULL) {
         free(chunk);
+        avs_sha256_free(ctx);
         return avs_err_set(err, AVS_ENOMEM, "sha256: out of memory");
     }
 
     rc = AVS_OK;
     total = 0;
-
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        rc = avs_err_set(err, AVS_EINTERNAL, "sha256: no digest");
-        goto done;
-    }
 
     for ( ;; ) {
         n = read(fd, chunk, AVS_SIGV4_READ_CHUNK);
@@ -927,7 +970,7 @@ avs_sha256_fd_hex(int fd, char out[AVS_SHA256_HEX_SIZE], uint64_t *size,
             break;
         }
 
-        if (EVP_DigestUpdate(ctx, chunk, (size_t) n) != 1) {
+        if (!avs_sha256_update(ctx, chunk, (size_t) n)) {
             rc = avs_err_set(err, AVS_EINTERNAL, "sha256: update failed");
             goto done;
         }
@@ -935,12 +978,10 @@ avs_sha256_fd_hex(int fd, char out[AVS_SHA256_HEX_SIZE], uint64_t *size,
         total += (uint64_t) n;
     }
 
-    if (EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != AVS_SHA256_LEN) {
+    if (!avs_sha256_final_hex(ctx, out)) {
         rc = avs_err_set(err, AVS_EINTERNAL, "sha256: final failed");
         goto done;
     }
-
-    avs_sigv4_hex(md, AVS_SHA256_LEN, out);
 
     if (size != NULL) {
         *size = total;
@@ -948,7 +989,7 @@ avs_sha256_fd_hex(int fd, char out[AVS_SHA256_HEX_SIZE], uint64_t *size,
 
 done:
 
-    EVP_MD_CTX_free(ctx);
+    avs_sha256_free(ctx);
     free(chunk);
 
     return rc;

@@ -110,6 +110,18 @@ avs_rc_t avs_sha256_hex(const void *p, size_t n,
     char out[AVS_SHA256_HEX_SIZE]);
 
 /*
+ * An incremental SHA-256, for bytes hashed as they are written.  new gives
+ * NULL when out of memory; update and final_hex give 1 on success; final
+ * ends the hash (free it after).
+ */
+typedef struct avs_sha256_s  avs_sha256_t;
+
+avs_sha256_t *avs_sha256_new(void);
+int avs_sha256_update(avs_sha256_t *h, const void *p, size_t n);
+int avs_sha256_final_hex(avs_sha256_t *h, char out[AVS_SHA256_HEX_SIZE]);
+void avs_sha256_free(avs_sha256_t *h);
+
+/*
  * Lower-case hex SHA-256 of what fd holds from its current offset to its
  * end, read in chunks (memory stays small whatever the size); *size (if
  * not NULL) receives the number of bytes hashed.

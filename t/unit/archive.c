@@ -292,15 +292,16 @@ dir_entries(const char *path)
 }
 
 
-/* Regular files under a directory, at any depth. */
+/* Regular files under a directory named like glob, at any depth. */
 static long long
-count_objects(const char *path)
+count_files(const char *path, const char *glob)
 {
     FILE       *p;
     char        cmd[800];
     long long   n;
 
-    snprintf(cmd, sizeof(cmd), "find %s -type f | wc -l", path);
+    snprintf(cmd, sizeof(cmd), "find %s -type f -name '%s' | wc -l", path,
+             glob);
     p = popen(cmd, "r");
     if (p == NULL) {
         return -1;
@@ -776,6 +777,8 @@ check_once(const char *what)
     is_int(query("SELECT count(*) FROM archive_jobs WHERE state <> 'done'"),
            0, "%s: no job left pending", what);
     is_int(dir_entries(tmp), 0, "%s: no temporary file left", what);
+    is_int(count_files(cold, ".*"), 0,
+           "%s: none in the store's directories either", what);
 }
 
 
@@ -871,14 +874,14 @@ test_basic(void)
     /* nothing new: nothing done */
 
     files = query("SELECT count(*) FROM archived_files");
-    objects = count_objects(cold);
+    objects = count_files(cold, "*");
 
     is_int(cycle(&sum, &err), AVS_OK, "again: the cycle succeeds");
     ok(sum.files == 0 && sum.claimed == 0 && sum.uploads == 0,
        "again: no file, no job");
     is_int(query("SELECT count(*) FROM archived_files"), files,
            "again: the catalog is unchanged");
-    is_int(count_objects(cold), objects, "again: no object written");
+    is_int(count_files(cold, "*"), objects, "again: no object written");
 
     /* more uploads into a group: its logical file gets a second segment */
 
@@ -1412,6 +1415,11 @@ test_summary_json(void)
     s.records = 5;
     s.bytes = 6;
     s.duration_ms = 7;
+    s.claim_ms = 1;
+    s.build_ms = 2;
+    s.put_ms = 3;
+    s.commit_ms = 4;
+    s.checkpoint_ms = 5;
 
     memset(&b, 0, sizeof(b));
     ok(avs_archive_summary_json(&s, &b) == AVS_OK, "summary JSON");
@@ -1420,6 +1428,8 @@ test_summary_json(void)
            "{\"started_at\":5,\"duration_ms\":7,\"files\":2,\"datasets\":3,"
            "\"uploads\":4,\"records\":5,\"bytes\":6,\"claimed_jobs\":0,"
            "\"recovered_jobs\":0,\"pending_jobs\":0,\"skipped_groups\":0,"
+           "\"steps_ms\":{\"claim\":1,\"build\":2,\"put\":3,"
+           "\"commit\":4,\"checkpoint\":5},"
            "\"result\":\"ok\"}", "summary JSON text");
     avs_buf_free(&b);
 }

@@ -149,6 +149,35 @@ test_file_store(void)
     ok(avs_objstore_delete(os, "t/none/x.avro", &err) == AVS_OK,
        "delete in a missing directory: fine");
 
+    /* put_temp: a file built in the object's directory is renamed into
+     * place, with the hash its builder computed */
+
+    ok(avs_objstore_temp_dir(os, "t/r/fp/n-3.avro", sub, sizeof(sub), &err)
+       == AVS_OK, "temp dir of a key");
+    snprintf(path, sizeof(path), "%s/cold/t/r/fp", dir);
+    is_str(sub, path, "is the object's directory, made");
+    snprintf(path, sizeof(path), "%s/.n-3.tmp", sub);
+    write_file(path, "abc");
+    ok(avs_objstore_put_temp(os, "t/r/fp/n-3.avro", path,
+                             "ba7816bf8f01cfea414140de5dae2223b00361a396177a"
+                             "9cb410ff61f20015ad", etag, &err) == AVS_OK,
+       "put_temp: %s", err.msg);
+    ok(access(path, F_OK) != 0, "the temporary file was renamed");
+    is_int(count_entries(sub), 1, "one entry: the object");
+    snprintf(path, sizeof(path), "%s/n-3.avro", sub);
+    ok(stat(path, &st) == 0 && st.st_size == 3
+       && (st.st_mode & 0777) == 0644, "the object, mode 0644");
+    ok(avs_objstore_head(os, "t/r/fp/n-3.avro", &size, etag2, &err)
+       == AVS_OK, "head");
+    is_str(etag2, etag, "its tag is the hash given to put_temp");
+    is_int(avs_objstore_put_temp(os, "t/r/fp/n-4.avro", path, "x", etag,
+                                 &err),
+           AVS_EINTERNAL, "put_temp without a SHA-256: refused");
+    snprintf(path, sizeof(path), "%s/none", sub);
+    is_int(avs_objstore_put_temp(os, "t/r/fp/n-4.avro", path, etag2, etag,
+                                 &err),
+           AVS_ESTORE, "put_temp of a missing file: AVS_ESTORE");
+
     avs_objstore_close(os);
 
     /* "file:///abs" is the same store */

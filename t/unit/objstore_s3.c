@@ -221,6 +221,12 @@ test_roundtrip(void)
     ok(avs_objstore_head(os, "t/p/f/n-1.avro", &size, etag2, &err) == AVS_OK
        && size == SRC_SIZE, "HEAD: %d bytes", SRC_SIZE);
     is_str(etag2, etag, "HEAD: the ETag of the PUT");
+
+    /* a file whose hash the caller knows: one read, the same object */
+    ok(avs_objstore_put_temp(os, "t/p/f/n-0.avro", src, want, etag2, &err)
+       == AVS_OK, "put_temp, signed with the hash given: %s", err.msg);
+    is_str(etag2, etag, "the same ETag");
+    ok(access(src, F_OK) == 0, "the file is left to its owner");
     is_int(avs_objstore_head(os, "t/p/f/none.avro", &size, etag2, &err),
            AVS_DONE, "HEAD of a missing object: AVS_DONE");
 
