@@ -1,18 +1,42 @@
 #!/usr/bin/env bash
 # Archive benchmark: fills a hot store with at least BENCH_BYTES of
-# realistic uploads (own_ship and battle records, many datasets) through
-# nginx, then times one archive cycle into a file: cold store, and in the
-# same run copies the same number of bytes as plain files into the same
-# filesystem with `curl -T file://`.  Prints both MB/s and their ratio, the
-# compression against gzip -6 of the same records, and the peak RSS growth
-# of the workers during the cycle.
+# realistic uploads (own_ship and battle records, a dataset per upload)
+# through nginx, then times one archive cycle into each cold store:
+#
+#   file:   against `curl -T file://` of the same bytes into the same
+#           filesystem, then `sync`;
+#   s3://   into s3rver (the S3-compatible server the tests use), against
+#           `curl -T --aws-sigv4` of the same bytes to the same s3rver.
+#
+# The same hot store serves both cycles (a copy is taken after the fill).
+# Prints MB/s of each side and their ratio, where the cycle's time went,
+# the compression against gzip -6 of the same records, and the peak RSS
+# growth of the workers during each cycle.  Run it alone on the machine:
+#
+#   flock /tmp/avro-bench.lock bash bench/archive.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BYTES=${BENCH_BYTES:-1073741824}
 PORT=${BENCH_PORT:-18472}
+S3PORT=${BENCH_S3_PORT:-18473}
 dir=$(mktemp -d /tmp/avro-archive-bench.XXXXXX)
-trap 'kill $(cat $dir/nginx.pid 2>/dev/null) 2>/dev/null || true; sleep 0.5; rm -rf $dir' EXIT
+s3pid=
+
+stop_nginx() {
+    local pid
+    pid=$(cat $dir/nginx.pid 2> /dev/null) || return 0
+    kill -QUIT "$pid" 2> /dev/null || true
+    while kill -0 "$pid" 2> /dev/null; do sleep 0.1; done
+    rm -f $dir/nginx.pid
+}
+
+cleanup() {
+    stop_nginx
+    [ -n "$s3pid" ] && kill "$s3pid" 2> /dev/null
+    rm -rf $dir
+}
+trap cleanup EXIT
 
 # distinct files, so that the records are not one upload repeated
 for s in 1 2 3 4 5 6 7 8; do
@@ -24,7 +48,9 @@ for s in 1 2 3 4 5 6 7 8; do
     done
 done
 
-cat > $dir/nginx.conf <<CONF
+# start_nginx "<avro_cold_store arguments>"
+start_nginx() {
+    cat > $dir/nginx.conf <<CONF
 load_module $PWD/build/nginx/ngx_http_avro_module.so;
 worker_processes 2;
 user root;
@@ -35,7 +61,7 @@ http {
     access_log off;
     client_body_temp_path $dir/body;
     avro_hot_store $dir/hot/hot.db synchronous=normal;
-    avro_cold_store file:$dir/cold;
+    avro_cold_store $1;
     avro_archive interval=24h;
     server {
         listen 127.0.0.1:$PORT backlog=4096;
@@ -45,11 +71,39 @@ http {
     }
 }
 CONF
-nginx -p $dir/ -c $dir/nginx.conf
-sleep 0.5
+    nginx -p $dir/ -c $dir/nginx.conf
+    for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:$PORT/status && break; sleep 0.1; done
+}
 
 hot_bytes() { curl -s http://127.0.0.1:$PORT/status | sed 's/.*"hot":{[^}]*"bytes":\([0-9]*\).*/\1/'; }
+rss() { ps -o rss= --ppid "$(cat $dir/nginx.pid)" | awk '{s += $1} END {print s}'; }
+field() { echo "$1" | sed "s/.*\"$2\":\([0-9]*\).*/\1/"; }
 
+# cycle NAME: one avro_archive_now, timed, with the workers' RSS sampled
+# every 50 ms; sets summary, secs, growth.  Dirty pages of earlier steps
+# are written out first, so that each side starts from the same state.
+cycle() {
+    local rss0 peak sampler start end
+    sync
+    rss0=$(rss)
+    echo "$rss0" > $dir/peak
+    ( while sleep 0.05; do r=$(rss); [ "$r" -gt "$(cat $dir/peak)" ] && echo "$r" > $dir/peak; done ) &
+    sampler=$!
+    start=$(date +%s.%N)
+    summary=$(curl -s -X POST http://127.0.0.1:$PORT/archive)
+    end=$(date +%s.%N)
+    kill $sampler
+    wait $sampler 2> /dev/null || true
+    peak=$(cat $dir/peak)
+    secs=$(echo "$end - $start" | bc -l)
+    growth=$((peak - rss0))
+    echo "$1 cycle: $summary"
+    echo "$1 workers' RSS: $rss0 KiB before, peak $peak KiB"
+}
+
+# --- fill -------------------------------------------------------------
+start_nginx "file:$dir/cold"
+fill_start=$(date +%s)
 round=0
 while [ "$(hot_bytes)" -lt "$BYTES" ]; do
     round=$((round + 1))
@@ -61,57 +115,90 @@ while [ "$(hot_bytes)" -lt "$BYTES" ]; do
     done
 done
 hot=$(hot_bytes)
+echo "hot store: $hot bytes of uploads, filled in $(( $(date +%s) - fill_start )) s"
+stop_nginx
+cp $dir/hot/hot.db $dir/hot.db.copy
 
-rss() { ps -o rss= --ppid "$(cat $dir/nginx.pid)" | awk '{s += $1} END {print s}'; }
-rss0=$(rss); peak=$rss0
-( while sleep 0.05; do r=$(rss); [ "$r" -gt "$(cat $dir/peak 2>/dev/null || echo 0)" ] && echo "$r" > $dir/peak; done ) &
-sampler=$!
-start=$(date +%s.%N)
-summary=$(curl -s -X POST http://127.0.0.1:$PORT/archive)
-end=$(date +%s.%N)
-kill $sampler
-peak=$(cat $dir/peak 2>/dev/null || echo "$rss0")
-archived=$(echo "$summary" | sed 's/.*"bytes":\([0-9]*\).*/\1/')
-secs=$(echo "$end - $start" | bc -l)
+# --- file: -------------------------------------------------------------
+start_nginx "file:$dir/cold"
+cycle file
+file_summary=$summary file_secs=$secs file_growth=$growth
+archived=$(field "$summary" bytes)
 
-# baseline: the same bytes as plain files into the same filesystem
+files=$(find $dir/cold -name '*.avro' | sort)
 mkdir -p $dir/plain
+sync
 bstart=$(date +%s.%N)
-for f in $(find $dir/cold -name '*.avro'); do
+for f in $files; do
     curl -s -T "$f" "file://$dir/plain/$(basename "$f")"
 done
 sync
 bend=$(date +%s.%N)
-bsecs=$(echo "$bend - $bstart" | bc -l)
+file_bsecs=$(echo "$bend - $bstart" | bc -l)
+rm -rf $dir/plain
+stop_nginx
 
-gz=$(/usr/bin/python3 - "$dir/cold" <<'PY'
-import gzip, os, sys, zlib
+# --- s3:// -------------------------------------------------------------
+mkdir -p $dir/s3
+node_modules/.bin/s3rver -d $dir/s3 -a 127.0.0.1 -p $S3PORT --silent \
+    --configure-bucket bucket > $dir/s3rver.log 2>&1 &
+s3pid=$!
+for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:$S3PORT/ && break; sleep 0.1; done
+printf 'access_key_id=S3RVER\nsecret_access_key=S3RVER\n' > $dir/s3.cred
+
+cp $dir/hot.db.copy $dir/hot/hot.db
+rm -f $dir/hot/hot.db-wal $dir/hot/hot.db-shm
+start_nginx "s3://bucket/archive endpoint=http://127.0.0.1:$S3PORT region=us-east-1 credentials=$dir/s3.cred"
+cycle s3
+s3_summary=$summary s3_secs=$secs s3_growth=$growth
+s3_archived=$(field "$summary" bytes)
+
+# curl streams the file and signs it as UNSIGNED-PAYLOAD (it cannot hash
+# an upload it has not read): less work than the archiver's signed PUT
+sync
+bstart=$(date +%s.%N)
+for f in $files; do
+    curl -s -f -o /dev/null -T "$f" --user S3RVER:S3RVER \
+        --aws-sigv4 "aws:amz:us-east-1:s3" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+        "http://127.0.0.1:$S3PORT/bucket/plain/$(basename "$f")"
+done
+bend=$(date +%s.%N)
+s3_bsecs=$(echo "$bend - $bstart" | bc -l)
+stop_nginx
+
+# --- compression ----------------------------------------------------------
+gz=$(/usr/bin/python3 - $files <<'PY'
+import gzip, sys, zlib
 sys.path.insert(0, 't/lib')
 import avro_util
 raw = 0
-gzipped = 0
 per_block = 0
-for root, _, files in os.walk(sys.argv[1]):
-    for name in files:
-        data = open(os.path.join(root, name), 'rb').read()
-        ocf = avro_util.parse_ocf(data)
-        blocks = [zlib.decompress(data[b['data_offset']:b['data_offset'] + b['size']], -15)
-                  for b in ocf['blocks']]
-        plain = b''.join(blocks)
-        per_block += sum(len(gzip.compress(x, 6)) for x in blocks)
+for path in sys.argv[1:]:
+    data = open(path, 'rb').read()
+    for b in avro_util.parse_ocf(data)['blocks']:
+        plain = zlib.decompress(data[b['data_offset']:b['data_offset'] + b['size']], -15)
         raw += len(plain)
-        gzipped += len(gzip.compress(plain, 6))
-print(raw, gzipped, per_block)
+        per_block += len(gzip.compress(plain, 6))
+print(raw, per_block)
 PY
 )
 
-echo "hot store before the cycle: $hot bytes of uploads"
-echo "archive cycle: $summary"
-printf 'archive (file:):   %8.1f MB/s  (%d bytes in %.2f s)\n' "$(echo "$archived / $secs / 1000000" | bc -l)" "$archived" "$secs"
-printf 'curl -T (file://): %8.1f MB/s  (%.2f s)\n' "$(echo "$archived / $bsecs / 1000000" | bc -l)" "$bsecs"
-printf 'ratio archive/curl: %7.3f   (target >= 0.7)\n' "$(echo "$bsecs / $secs" | bc -l)"
+mbs() { echo "$1 / $2 / 1000000" | bc -l; }
+echo
+printf 'hot store: %d bytes of uploads; %d uploads, %d records\n' "$hot" \
+    "$(field "$file_summary" uploads)" "$(field "$file_summary" records)"
+for side in file s3; do
+    eval "sum=\$${side}_summary secs=\$${side}_secs bsecs=\$${side}_bsecs growth=\$${side}_growth"
+    bytes=$(field "$sum" bytes)
+    printf '%-5s archive cycle: %8.1f MB/s  (%d bytes in %.2f s; steps ms: claim %d, build %d, put %d, commit %d, checkpoint %d)\n' \
+        "$side" "$(mbs "$bytes" "$secs")" "$bytes" "$secs" "$(field "$sum" claim)" \
+        "$(field "$sum" build)" "$(field "$sum" put)" "$(field "$sum" commit)" "$(field "$sum" checkpoint)"
+    printf '%-5s curl -T:       %8.1f MB/s  (%.2f s)\n' "$side" "$(mbs "$bytes" "$bsecs")" "$bsecs"
+    printf '%-5s ratio archive/curl: %.3f   (target >= 0.7)\n' "$side" "$(echo "$bsecs / $secs" | bc -l)"
+    printf '%-5s workers'"'"' peak RSS growth: %d KiB (target < 65536)\n' "$side" "$growth"
+done
+[ "$s3_archived" = "$archived" ] || echo "warning: the two cycles archived $archived and $s3_archived bytes"
 set -- $gz
 printf 'records: %d bytes raw; archived %d bytes (deflate, %.3f of raw)\n' "$1" "$archived" "$(echo "$archived / $1" | bc -l)"
-printf 'gzip -6 of each upload'"'"'s records: %d bytes: archive/gzip %.3f\n' "$3" "$(echo "$archived / $3" | bc -l)"
-printf 'gzip -6 of all records as one stream: %d bytes (the bench repeats 16 files)\n' "$2"
-printf 'workers RSS: %d KiB before, peak %d KiB: growth %d KiB (target < 65536)\n' "$rss0" "$peak" "$((peak - rss0))"
+printf 'gzip -6 of each upload'"'"'s records: %d bytes: archive/gzip %.3f\n' "$2" "$(echo "$archived / $2" | bc -l)"

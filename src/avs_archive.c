@@ -1275,7 +1275,7 @@ avs_archive_stop(avs_cycle_t *cy, avs_archive_step_t step, const char *key,
  * archiver that lost its lease but still builds the same job is never
  * written over (the second one gets AVS_EBUSY), and a file the store has
  * renamed into place meanwhile is never truncated.  The lock is held until
- * the file is discarded.  The file is synced before it is put.
+ * the file is discarded.  A file for file: is synced before it is put.
  */
 static avs_rc_t
 avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
@@ -1361,7 +1361,13 @@ avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
                            b->job->key, strerror(errno));
     }
 
-    if (fsync(b->fd) == -1) {
+    /*
+     * A file the store renames into place must be on disk first.  The
+     * source of an S3 PUT need not: a crash rebuilds it, and unflushed it
+     * is often gone before the kernel would have written it.
+     */
+
+    if (b->in_store && fsync(b->fd) == -1) {
         return avs_err_set(err, AVS_ESTORE, "archive: fsync %s: %s",
                            b->path, strerror(errno));
     }
@@ -1641,9 +1647,9 @@ avs_archive_write(avs_build_t *b, const void *p, size_t n, avs_err_t *err)
 
 /*
  * Hashes the buffer and writes it out, whatever short writes and signals
- * do.  Every few MiB the kernel is asked to start writing back what it
- * has (Linux): the disk then works while the rest is built, and the fsync
- * at the end waits for the last pieces only.
+ * do.  Every few MiB of a file for file: the kernel is asked to start
+ * writing back what it has (Linux): the disk then works while the rest is
+ * built, and the fsync at the end waits for the last pieces only.
  */
 static avs_rc_t
 avs_archive_flush(avs_build_t *b, avs_err_t *err)
@@ -1678,7 +1684,8 @@ avs_archive_flush(avs_build_t *b, avs_err_t *err)
     b->io_len = 0;
 
 #if defined(__linux__)
-    if (b->flushed - b->written_back >= AVS_ARCHIVE_WRITEBACK) {
+    if (b->in_store && b->flushed - b->written_back >= AVS_ARCHIVE_WRITEBACK)
+    {
         (void) sync_file_range(b->fd, b->written_back,
                                b->flushed - b->written_back,
                                SYNC_FILE_RANGE_WRITE);
