@@ -625,6 +625,13 @@ ngx_http_avro_read_part_done(ngx_http_request_t *sr, void *data,
         return rc;
     }
 
+    if (sr->connection->error || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
+        ngx_log_error(NGX_LOG_INFO, sr->connection->log, 0,
+                      "avro read: the client went away during \"%s\"",
+                      part->range->key);
+        return NGX_ERROR;
+    }
+
     ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
                   "avro read: \"%s\" bytes %uL-%uL: the fetch failed "
                   "(%i, status %ui), answer aborted", part->range->key,

@@ -11,6 +11,7 @@ use strict;
 use warnings;
 use Test::More;
 use JSON::PP;
+use IO::Socket::INET;
 use MIME::Base64 qw(encode_base64);
 use Cwd qw(getcwd);
 use Time::HiRes qw(time sleep);
@@ -165,6 +166,21 @@ subtest 'a slow client gets the same bytes' => sub {
         is $r->{exit}, 0, "$ds: curl at 400 KB/s" or diag $r->{err};
         ok AvroTest::Read::slurp($f) eq $want, "$ds: the same " . length($want) . ' bytes';
     }
+
+    # a client that leaves in the middle: no error, the worker goes on
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port(2))
+        or die "connect: $!";
+    print $s "GET /read?dataset_id=d1&table=own_ship HTTP/1.1\r\nHost: x\r\n\r\n";
+    my $got = '';
+    sysread $s, $got, 4096;
+    like $got, qr{^HTTP/1.1 200}, 'a client reads the start of an answer';
+    close $s;
+    sleep 0.5;
+    my @lines = grep { /host: "x"/ } split /\n/, $t->error_log;
+    ok((grep { /\[info\].*(?:client prematurely closed|client went away)/ } @lines),
+        'its leaving is noted at info');
+    is scalar(grep { /\[(?:error|crit|alert)\]/ } @lines), 0, 'as no error';
+    is $t->get('/read?dataset_id=d1&table=own_ship')->{status}, 200, 'and nginx goes on';
 };
 
 subtest 'isolation: no byte of another dataset' => sub {
