@@ -621,8 +621,10 @@ avs_read_header(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
     rc = avs_sql_cached(db, &stmt, "read: stream", err,
                         "SELECT s.codec, s.sync, h.schema_json"
                         " FROM streams s"
-                        " JOIN schemas h ON h.fingerprint = s.schema_fingerprint"
-                        " WHERE s.table_name = ?1 AND s.schema_fingerprint = ?2",
+                        " JOIN schemas h"
+                        " ON h.fingerprint = s.schema_fingerprint"
+                        " WHERE s.table_name = ?1"
+                        " AND s.schema_fingerprint = ?2",
                         "tt", c->q->table, fp);
 
     if (rc == AVS_OK) {

@@ -178,7 +178,8 @@ main(void)
     is_int(rc, AVS_ECONFLICT, "u1 own_ship: two schemas, a conflict");
     p.schemas.data[p.schemas.len] = '\0';
     is_str((char *) p.schemas.data,
-           "[{\"fingerprint\":\"00000000000000a1\",\"periods\":[\"p1\",\"p2\"]},"
+           "[{\"fingerprint\":\"00000000000000a1\","
+           "\"periods\":[\"p1\",\"p2\"]},"
            "{\"fingerprint\":\"00000000000000b2\",\"periods\":[\"p3\"]}]",
            "the conflict lists each schema with its periods, sorted");
     avs_read_plan_free(&p);
