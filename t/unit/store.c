@@ -427,6 +427,31 @@ test_commit(avs_store_t *st)
     is_int(query_int("SELECT count(*) FROM buffer_logs "
                      "WHERE dataset_id = 'carol'"), 1, "not carol's 10");
 
+    /* a batch of one row, stored without a savepoint, fails alone too */
+
+    row_init(&rd[0], "dave", "battle", 14, sid, "blocks-14");
+    row_init(&rb[0], "dave", "battle", 15, 999999, "blocks-15");
+    row_init(&re[0], "dave", "battle", 16, sid, "blocks-16");
+    d.nrows = 1;
+    b.nrows = 1;
+    group[0] = &d;
+    group[1] = &b;
+    group[2] = &e;
+    before = count_rows();
+
+    rc = avs_store_commit(st, group, 3, &err);
+    is_int(rc, AVS_OK, "group with a bad one-row batch committed");
+    is_int(b.err.rc, AVS_ESTORE, "the one-row batch failed");
+    ok(strstr(b.err.msg, "row 1: insert") != NULL, "message: %s",
+       b.err.msg);
+    is_int(rb[0].id, 0, "it has no id");
+    ok(d.err.rc == AVS_OK && e.err.rc == AVS_OK && rd[0].id > 0
+       && re[0].id > rd[0].id, "the batches before and after it stored");
+    is_int(count_rows(), before + 2, "their two rows are there");
+    is_int(query_int("SELECT count(*) FROM buffer_logs "
+                     "WHERE dataset_id = 'dave' AND timestamp = "
+                     "1763683200015"), 0, "not the bad one");
+
     /* a row the caller did not finish */
 
     row_init(&rd[0], "carol", "battle", 13, sid, "blocks-13");
