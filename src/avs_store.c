@@ -126,6 +126,11 @@ static const char  avs_store_status_sql[] =
 
 typedef struct avs_stream_entry_s  avs_stream_entry_t;
 
+typedef struct {
+    avs_batch_t  **batches;
+    size_t         n;
+} avs_store_given_t;
+
 struct avs_stream_entry_s {
     avs_stream_entry_t  *next;
     uint32_t             hash;
@@ -203,6 +208,7 @@ static avs_rc_t avs_row_check(const avs_row_t *row, size_t i,
     avs_err_t *err);
 static avs_rc_t avs_row_store(avs_store_t *st, avs_row_t *row, size_t i,
     int64_t now, avs_err_t *err);
+static size_t avs_store_give(void *arg, avs_batch_t ***batches);
 static avs_rc_t avs_batch_store(avs_store_t *st, avs_batch_t *b,
     int64_t now, int *txn_lost);
 static void avs_batches_fail(avs_batch_t **batches, size_t n,
@@ -1463,17 +1469,57 @@ avs_rc_t
 avs_store_commit(avs_store_t *st, avs_batch_t **batches, size_t n,
     avs_err_t *err)
 {
-    avs_err_t  e;
-    avs_rc_t   rc;
-    uint64_t   used, incoming;
-    int64_t    now;
-    size_t     i, j;
-    int        src, lost;
-
-    memset(&e, 0, sizeof(e));
+    avs_store_given_t  given;
 
     if (n == 0) {
         return avs_err_set(err, AVS_OK, "nothing to commit");
+    }
+
+    given.batches = batches;
+    given.n = n;
+
+    return avs_store_commit_take(st, avs_store_give, &given, err);
+}
+
+
+/* The take() of avs_store_commit: the group its caller gave. */
+static size_t
+avs_store_give(void *arg, avs_batch_t ***batches)
+{
+    avs_store_given_t *given = arg;
+
+    *batches = given->batches;
+
+    return given->n;
+}
+
+
+avs_rc_t
+avs_store_commit_take(avs_store_t *st, avs_store_take_pt take, void *arg,
+    avs_err_t *err)
+{
+    avs_batch_t  **batches;
+    avs_err_t      e;
+    avs_rc_t       rc;
+    uint64_t       used, incoming;
+    int64_t        now;
+    size_t         i, j, n;
+    int            src, lost;
+
+    memset(&e, 0, sizeof(e));
+
+    rc = avs_store_lock(st, st->busy_timeout_ms, &e);
+
+    batches = NULL;
+    n = take(arg, &batches);
+
+    if (rc != AVS_OK) {
+        goto done;
+    }
+
+    if (n == 0) {
+        avs_store_unlock(st);
+        return avs_err_set(err, AVS_DONE, "nothing to commit");
     }
 
     incoming = 0;
@@ -1482,11 +1528,6 @@ avs_store_commit(avs_store_t *st, avs_batch_t **batches, size_t n,
         for (j = 0; j < batches[i]->nrows; j++) {
             incoming += batches[i]->rows[j].len;
         }
-    }
-
-    rc = avs_store_lock(st, st->busy_timeout_ms, &e);
-    if (rc != AVS_OK) {
-        goto done;
     }
 
     rc = avs_store_begin(st, &e);

@@ -478,6 +478,66 @@ test_commit(avs_store_t *st)
 }
 
 
+/* The take() of test_take: the group in arg, counting its calls. */
+typedef struct {
+    avs_batch_t  **batches;
+    size_t         n;
+    int            calls;
+} take_arg_t;
+
+
+static size_t
+take_group(void *arg, avs_batch_t ***batches)
+{
+    take_arg_t *t = arg;
+
+    t->calls++;
+    *batches = t->batches;
+
+    return t->n;
+}
+
+
+static void
+test_take(avs_store_t *st)
+{
+    avs_row_t     r[2];
+    avs_batch_t   a, b, *group[2];
+    avs_err_t     err;
+    avs_rc_t      rc;
+    take_arg_t    t;
+    int64_t       sid;
+    long long     before;
+
+    sid = stream_id(st, "battle");
+    before = count_rows();
+
+    memset(&t, 0, sizeof(t));
+    rc = avs_store_commit_take(st, take_group, &t, &err);
+    is_int(rc, AVS_DONE, "take: an empty group is no commit");
+    is_int(t.calls, 1, "take() called once");
+
+    row_init(&r[0], "gina", "battle", 50, sid, "blocks-50");
+    row_init(&r[1], "gina", "battle", 51, sid, "blocks-51");
+    a.rows = &r[0];
+    a.nrows = 1;
+    b.rows = &r[1];
+    b.nrows = 1;
+    group[0] = &a;
+    group[1] = &b;
+    t.batches = group;
+    t.n = 2;
+    t.calls = 0;
+
+    rc = avs_store_commit_take(st, take_group, &t, &err);
+    is_int(rc, AVS_OK, "take: the group taken is committed");
+    is_int(t.calls, 1, "take() called once");
+    ok(a.err.rc == AVS_OK && b.err.rc == AVS_OK && r[1].id > r[0].id,
+       "both batches stored");
+    is_int(count_rows(), before + 2, "their rows are there");
+}
+
+
 static void
 test_full(avs_store_t *st)
 {
@@ -948,6 +1008,7 @@ main(void)
 
     if (st != NULL) {
         test_commit(st);
+        test_take(st);
         test_full(st);
         test_busy_file(st);
         test_busy_lock(st);
