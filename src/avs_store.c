@@ -10,6 +10,12 @@
  * a commit and so under the lock too, and avs_store_checkpoint's, which
  * takes the lock itself.
  *
+ * With synchronous=full, SQLite itself runs with synchronous=NORMAL, which
+ * writes a commit's WAL frames without waiting for the disk, and the WAL is
+ * fsync'd by avs_store_sync after the lock is released, before the caller
+ * hears that its commit returned: the next writer does its SQLite work
+ * while this one waits for the disk, instead of waiting for the lock.
+ *
  * The write connection is opened in SQLite's serialized mode (FULLMUTEX).
  * Pool threads take turns on it under the lock, so SQLite's own mutex is
  * never contended and costs next to nothing beside an fsync; it keeps the
@@ -30,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +127,11 @@ static const char  avs_store_status_sql[] =
 
 typedef struct avs_stream_entry_s  avs_stream_entry_t;
 
+typedef struct {
+    avs_batch_t  **batches;
+    size_t         n;
+} avs_store_given_t;
+
 struct avs_stream_entry_s {
     avs_stream_entry_t  *next;
     uint32_t             hash;
@@ -137,6 +149,7 @@ struct avs_store_s {
     sqlite3_stmt        *stmt[AVS_ST_N];
     sqlite3_stmt        *status_stmt;
     char                *path;
+    int                  wal_fd;            /* synchronous=full, else -1 */
     avs_lock_t          *lock;
     avs_lock_t          *own_lock;          /* when conf->lock was NULL */
     unsigned             busy_timeout_ms;
@@ -164,9 +177,10 @@ static avs_rc_t avs_store_open_db(avs_store_t *st, sqlite3 **db, int flags,
     avs_err_t *err);
 static avs_rc_t avs_store_pragma(avs_store_t *st, const char *sql,
     const char *want, avs_err_t *err);
-static avs_rc_t avs_store_setup(avs_store_t *st, const char *sync,
-    avs_err_t *err);
+static avs_rc_t avs_store_setup(avs_store_t *st, avs_err_t *err);
 static avs_rc_t avs_store_migrate_locked(avs_store_t *st, avs_err_t *err);
+static avs_rc_t avs_store_open_wal(avs_store_t *st, avs_err_t *err);
+static avs_rc_t avs_store_sync(avs_store_t *st, avs_err_t *err);
 static avs_rc_t avs_store_prepare(avs_store_t *st, avs_err_t *err);
 static void avs_store_free(avs_store_t *st, int wait);
 static avs_rc_t avs_store_lock(avs_store_t *st, unsigned timeout_ms,
@@ -195,6 +209,7 @@ static avs_rc_t avs_row_check(const avs_row_t *row, size_t i,
     avs_err_t *err);
 static avs_rc_t avs_row_store(avs_store_t *st, avs_row_t *row, size_t i,
     int64_t now, avs_err_t *err);
+static size_t avs_store_give(void *arg, avs_batch_t ***batches);
 static avs_rc_t avs_batch_store(avs_store_t *st, avs_batch_t *b,
     int64_t now, int *txn_lost);
 static void avs_batches_fail(avs_batch_t **batches, size_t n,
@@ -276,7 +291,6 @@ avs_store_open(const avs_store_conf_t *conf, avs_store_t **out,
 {
     avs_store_t  *st;
     avs_rc_t      rc;
-    const char   *sync;
 
     *out = NULL;
 
@@ -291,6 +305,7 @@ avs_store_open(const avs_store_conf_t *conf, avs_store_t **out,
 
     st->busy_timeout_ms = conf->busy_timeout_ms;
     st->max_size = conf->max_size;
+    st->wal_fd = -1;
 
     st->path = strdup(conf->path);
     if (st->path == NULL) {
@@ -351,12 +366,16 @@ avs_store_open(const avs_store_conf_t *conf, avs_store_t **out,
         goto failed;
     }
 
-    sync = (conf->synchronous == AVS_SYNC_NORMAL)
-           ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL";
-
-    rc = avs_store_setup(st, sync, err);
+    rc = avs_store_setup(st, err);
     if (rc != AVS_OK) {
         goto failed;
+    }
+
+    if (conf->synchronous != AVS_SYNC_NORMAL) {
+        rc = avs_store_open_wal(st, err);
+        if (rc != AVS_OK) {
+            goto failed;
+        }
     }
 
     rc = avs_store_prepare(st, err);
@@ -465,7 +484,7 @@ avs_store_pragma(avs_store_t *st, const char *sql, const char *want,
  * may be migrating the same file, so the wait is longer than a write's.
  */
 static avs_rc_t
-avs_store_setup(avs_store_t *st, const char *sync, avs_err_t *err)
+avs_store_setup(avs_store_t *st, avs_err_t *err)
 {
     unsigned  timeout;
     avs_rc_t  rc;
@@ -492,8 +511,10 @@ avs_store_setup(avs_store_t *st, const char *sync, avs_err_t *err)
         rc = avs_store_pragma(st, "PRAGMA journal_mode = WAL", "wal", err);
     }
 
+    /* synchronous=full is avs_store_sync's fsync after the lock is let go */
+
     if (rc == AVS_OK) {
-        rc = avs_store_pragma(st, sync, NULL, err);
+        rc = avs_store_pragma(st, "PRAGMA synchronous = NORMAL", NULL, err);
     }
 
     if (rc == AVS_OK) {
@@ -626,6 +647,90 @@ rollback:
 
 
 /*
+ * Opens the WAL file for avs_store_sync, and makes its directory entry
+ * durable, which SQLite leaves to its first fsync of the WAL (a checkpoint,
+ * with synchronous=NORMAL).  The descriptor stays valid for the life of
+ * the store: SQLite deletes the WAL only when the last connection to the
+ * database closes, and the write connection is open until the store is
+ * closed.
+ */
+static avs_rc_t
+avs_store_open_wal(avs_store_t *st, avs_err_t *err)
+{
+    size_t  len;
+    char   *name, *slash;
+    int     dir, e;
+
+    len = strlen(st->path);
+
+    name = malloc(len + sizeof("-wal"));
+    if (name == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "hot store: out of memory");
+    }
+
+    memcpy(name, st->path, len);
+    memcpy(name + len, "-wal", sizeof("-wal"));
+
+    st->wal_fd = open(name, O_RDONLY | O_CLOEXEC);
+    e = errno;
+
+    if (st->wal_fd != -1) {
+        slash = strrchr(name, '/');
+
+        if (slash == NULL) {
+            name[0] = '.';
+            name[1] = '\0';
+
+        } else if (slash == name) {
+            name[1] = '\0';
+
+        } else {
+            *slash = '\0';
+        }
+
+        dir = open(name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        e = errno;
+
+        if (dir != -1) {
+            e = (fsync(dir) == 0) ? 0 : errno;
+            close(dir);
+        }
+
+        if (dir != -1 && e == 0) {
+            free(name);
+            return AVS_OK;
+        }
+    }
+
+    free(name);
+
+    return avs_err_set(err, AVS_ESTORE, "hot store %s: WAL file: %s",
+                       st->path, strerror(e));
+}
+
+
+/*
+ * Makes every commit of this process so far durable, for synchronous=full:
+ * fdatasync of the WAL flushes all the frames written before it, whichever
+ * connection or process wrote them.  It runs after the write lock was
+ * released, so the next writer goes on meanwhile; a checkpoint that moves
+ * frames into the database file syncs the WAL before and the database file
+ * after, as SQLite does with synchronous=NORMAL, so frames a checkpoint
+ * recycles were durable already.
+ */
+static avs_rc_t
+avs_store_sync(avs_store_t *st, avs_err_t *err)
+{
+    if (st->wal_fd == -1 || fdatasync(st->wal_fd) == 0) {
+        return AVS_OK;
+    }
+
+    return avs_err_set(err, AVS_ESTORE, "hot store: fsync of the WAL: %s",
+                       strerror(errno));
+}
+
+
+/*
  * Prepares the write connection's statements once, and opens the read
  * connection (after the migrations, so that it finds the file in WAL mode
  * with its tables).
@@ -729,6 +834,10 @@ avs_store_free(avs_store_t *st, int wait)
 
     if (locked) {
         avs_lock_release(st->lock);
+    }
+
+    if (st->wal_fd != -1) {
+        close(st->wal_fd);
     }
 
     if (st->own_lock != NULL) {
@@ -1008,6 +1117,10 @@ avs_store_stream(avs_store_t *st, const char *table,
     rc = avs_stream_get_locked(st, table, schema, codec, out, err);
 
     avs_store_unlock(st);
+
+    if (rc == AVS_OK) {
+        rc = avs_store_sync(st, err);
+    }
 
     if (rc == AVS_OK) {
         avs_stream_remember(st, table, schema, hash, out);
@@ -1359,17 +1472,57 @@ avs_rc_t
 avs_store_commit(avs_store_t *st, avs_batch_t **batches, size_t n,
     avs_err_t *err)
 {
-    avs_err_t  e;
-    avs_rc_t   rc;
-    uint64_t   used, incoming;
-    int64_t    now;
-    size_t     i, j;
-    int        src, lost;
-
-    memset(&e, 0, sizeof(e));
+    avs_store_given_t  given;
 
     if (n == 0) {
         return avs_err_set(err, AVS_OK, "nothing to commit");
+    }
+
+    given.batches = batches;
+    given.n = n;
+
+    return avs_store_commit_take(st, avs_store_give, &given, err);
+}
+
+
+/* The take() of avs_store_commit: the group its caller gave. */
+static size_t
+avs_store_give(void *arg, avs_batch_t ***batches)
+{
+    avs_store_given_t *given = arg;
+
+    *batches = given->batches;
+
+    return given->n;
+}
+
+
+avs_rc_t
+avs_store_commit_take(avs_store_t *st, avs_store_take_pt take, void *arg,
+    avs_err_t *err)
+{
+    avs_batch_t  **batches;
+    avs_err_t      e;
+    avs_rc_t       rc;
+    uint64_t       used, incoming;
+    int64_t        now;
+    size_t         i, j, n;
+    int            src, lost;
+
+    memset(&e, 0, sizeof(e));
+
+    rc = avs_store_lock(st, st->busy_timeout_ms, &e);
+
+    batches = NULL;
+    n = take(arg, &batches);
+
+    if (rc != AVS_OK) {
+        goto done;
+    }
+
+    if (n == 0) {
+        avs_store_unlock(st);
+        return avs_err_set(err, AVS_DONE, "nothing to commit");
     }
 
     incoming = 0;
@@ -1378,11 +1531,6 @@ avs_store_commit(avs_store_t *st, avs_batch_t **batches, size_t n,
         for (j = 0; j < batches[i]->nrows; j++) {
             incoming += batches[i]->rows[j].len;
         }
-    }
-
-    rc = avs_store_lock(st, st->busy_timeout_ms, &e);
-    if (rc != AVS_OK) {
-        goto done;
     }
 
     rc = avs_store_begin(st, &e);
@@ -1430,6 +1578,16 @@ avs_store_commit(avs_store_t *st, avs_batch_t **batches, size_t n,
 
     avs_store_unlock(st);
 
+    /*
+     * Committed but not known to be on disk: no upload of the group may
+     * be acknowledged (a retry finds its row and is answered 200).
+     */
+
+    rc = avs_store_sync(st, &e);
+    if (rc != AVS_OK) {
+        goto done;
+    }
+
     return avs_err_set(err, AVS_OK, "committed");
 
 rollback:
@@ -1457,6 +1615,12 @@ done:
  * batch's other rows but not the other batches.  The batch's err says how
  * it went.  *txn_lost is set when the failure took the whole transaction
  * with it.
+ *
+ * A batch of one row needs no savepoint: its one INSERT is a statement,
+ * which SQLite undoes by itself when it fails (or it rolls the whole
+ * transaction back, which *txn_lost reports).  The savepoint is not free:
+ * every page a savepoint changes is first copied to the statement journal,
+ * a temporary file, which cost 16 KiB of writes per upload.
  */
 static avs_rc_t
 avs_batch_store(avs_store_t *st, avs_batch_t *b, int64_t now, int *txn_lost)
@@ -1468,6 +1632,15 @@ avs_batch_store(avs_store_t *st, avs_batch_t *b, int64_t now, int *txn_lost)
         if (avs_row_check(&b->rows[i], i, &b->err) != AVS_OK) {
             goto reset;
         }
+    }
+
+    if (b->nrows == 1) {
+        if (avs_row_store(st, &b->rows[0], 0, now, &b->err) == AVS_OK) {
+            return avs_err_set(&b->err, AVS_OK, "stored");
+        }
+
+        *txn_lost = sqlite3_get_autocommit(st->db);
+        goto reset;
     }
 
     src = avs_store_step(st, AVS_ST_SAVEPOINT);
@@ -1753,7 +1926,9 @@ avs_store_write(avs_store_t *st, avs_store_fn_t fn, void *arg,
 
     avs_store_unlock(st);
 
-    return frc;
+    rc = avs_store_sync(st, err);
+
+    return (rc == AVS_OK) ? frc : rc;
 }
 
 

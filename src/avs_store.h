@@ -101,6 +101,21 @@ typedef struct {
 avs_rc_t avs_store_commit(avs_store_t *st, avs_batch_t **batches, size_t n,
     avs_err_t *err);
 
+/*
+ * Gives the group to store: sets *batches and returns their number.  Runs
+ * in the committing thread once the lock was waited for (also when the
+ * wait failed, so that the group is answered), and only once.
+ */
+typedef size_t (*avs_store_take_pt)(void *arg, avs_batch_t ***batches);
+
+/*
+ * avs_store_commit with the group chosen by take() once the lock is held,
+ * so that the uploads that came while the lock was awaited join it instead
+ * of waiting for the next group.  AVS_DONE when take() gave nothing.
+ */
+avs_rc_t avs_store_commit_take(avs_store_t *st, avs_store_take_pt take,
+    void *arg, avs_err_t *err);
+
 typedef struct {
     uint64_t  hot_rows;
     uint64_t  hot_bytes;

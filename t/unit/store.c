@@ -427,6 +427,31 @@ test_commit(avs_store_t *st)
     is_int(query_int("SELECT count(*) FROM buffer_logs "
                      "WHERE dataset_id = 'carol'"), 1, "not carol's 10");
 
+    /* a batch of one row, stored without a savepoint, fails alone too */
+
+    row_init(&rd[0], "dave", "battle", 14, sid, "blocks-14");
+    row_init(&rb[0], "dave", "battle", 15, 999999, "blocks-15");
+    row_init(&re[0], "dave", "battle", 16, sid, "blocks-16");
+    d.nrows = 1;
+    b.nrows = 1;
+    group[0] = &d;
+    group[1] = &b;
+    group[2] = &e;
+    before = count_rows();
+
+    rc = avs_store_commit(st, group, 3, &err);
+    is_int(rc, AVS_OK, "group with a bad one-row batch committed");
+    is_int(b.err.rc, AVS_ESTORE, "the one-row batch failed");
+    ok(strstr(b.err.msg, "row 1: insert") != NULL, "message: %s",
+       b.err.msg);
+    is_int(rb[0].id, 0, "it has no id");
+    ok(d.err.rc == AVS_OK && e.err.rc == AVS_OK && rd[0].id > 0
+       && re[0].id > rd[0].id, "the batches before and after it stored");
+    is_int(count_rows(), before + 2, "their two rows are there");
+    is_int(query_int("SELECT count(*) FROM buffer_logs "
+                     "WHERE dataset_id = 'dave' AND timestamp = "
+                     "1763683200015"), 0, "not the bad one");
+
     /* a row the caller did not finish */
 
     row_init(&rd[0], "carol", "battle", 13, sid, "blocks-13");
@@ -450,6 +475,66 @@ test_commit(avs_store_t *st)
     is_int(rc, AVS_OK, "retry committed");
     ok(ra[0].duplicate && ra[1].duplicate, "both rows are duplicates");
     is_int(count_rows(), before, "nothing stored twice");
+}
+
+
+/* The take() of test_take: the group in arg, counting its calls. */
+typedef struct {
+    avs_batch_t  **batches;
+    size_t         n;
+    int            calls;
+} take_arg_t;
+
+
+static size_t
+take_group(void *arg, avs_batch_t ***batches)
+{
+    take_arg_t *t = arg;
+
+    t->calls++;
+    *batches = t->batches;
+
+    return t->n;
+}
+
+
+static void
+test_take(avs_store_t *st)
+{
+    avs_row_t     r[2];
+    avs_batch_t   a, b, *group[2];
+    avs_err_t     err;
+    avs_rc_t      rc;
+    take_arg_t    t;
+    int64_t       sid;
+    long long     before;
+
+    sid = stream_id(st, "battle");
+    before = count_rows();
+
+    memset(&t, 0, sizeof(t));
+    rc = avs_store_commit_take(st, take_group, &t, &err);
+    is_int(rc, AVS_DONE, "take: an empty group is no commit");
+    is_int(t.calls, 1, "take() called once");
+
+    row_init(&r[0], "gina", "battle", 50, sid, "blocks-50");
+    row_init(&r[1], "gina", "battle", 51, sid, "blocks-51");
+    a.rows = &r[0];
+    a.nrows = 1;
+    b.rows = &r[1];
+    b.nrows = 1;
+    group[0] = &a;
+    group[1] = &b;
+    t.batches = group;
+    t.n = 2;
+    t.calls = 0;
+
+    rc = avs_store_commit_take(st, take_group, &t, &err);
+    is_int(rc, AVS_OK, "take: the group taken is committed");
+    is_int(t.calls, 1, "take() called once");
+    ok(a.err.rc == AVS_OK && b.err.rc == AVS_OK && r[1].id > r[0].id,
+       "both batches stored");
+    is_int(count_rows(), before + 2, "their rows are there");
 }
 
 
@@ -923,6 +1008,7 @@ main(void)
 
     if (st != NULL) {
         test_commit(st);
+        test_take(st);
         test_full(st);
         test_busy_file(st);
         test_busy_lock(st);
