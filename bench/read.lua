@@ -26,7 +26,26 @@ function init(args)
   bad = 0
 end
 
+-- BENCH_PIPELINE=1: every request sends the whole list at once on its
+-- connection (HTTP/1.1 pipelining), as one unit of work
+local pipeline = os.getenv("BENCH_PIPELINE") == "1"
+local batch
+
 function request()
+  if pipeline then
+    if not batch then
+      local parts = {}
+      for _, e in ipairs(list) do
+        local h = {}
+        if e.first ~= "-" then
+          h["Range"] = "bytes=" .. e.first .. "-" .. e.last
+        end
+        table.insert(parts, wrk.format("GET", e.path, h))
+      end
+      batch = table.concat(parts)
+    end
+    return batch
+  end
   i = i % #list + 1
   local e = list[i]
   local h = {}

@@ -3,7 +3,8 @@
 # answer: header + its ranges, fetched by subrequests from a file: cold
 # store) against the same byte ranges fetched directly from the same store
 # through a plain static location of the same nginx (no module: one Range
-# request per range, the header once per read), in the same run.  Prints
+# request per range, the header once per read; and the same requests
+# pipelined, a read's worth at once on a connection), in the same run.  Prints
 # both throughputs, requests/s, the ratio and the module's p99; then reads
 # of a dataset whose uploads are all hot.
 set -euo pipefail
@@ -99,16 +100,18 @@ echo "/read?dataset_id=reader&table=own_ship - - $read_size" > $dir/read.txt
 echo "/read?dataset_id=hotreader&table=own_ship - - $hot_size" > $dir/hot.txt
 
 run() {
-    BENCH_LIST=$1 wrk -t2 -c$CONNS -d${DURATION}s --latency -s bench/read.lua $url/ \
+    BENCH_PIPELINE=${2:-0} BENCH_LIST=$1 wrk -t2 -c$CONNS -d${DURATION}s --latency -s bench/read.lua $url/ \
         | sed -n 's/^RESULT //p'
 }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 mod=(); dir_=(); modrps=(); dirrps=(); p99=(); hot=(); hotrps=(); hotp99=(); ratio=()
+pip=(); pipratio=()
 for i in $(seq $ROUNDS); do
-    m=$(run $dir/read.txt); d=$(run $dir/ranges.txt); h=$(run $dir/hot.txt)
-    for r in "$m" "$d" "$h"; do
+    m=$(run $dir/read.txt); d=$(run $dir/ranges.txt); p=$(run $dir/ranges.txt 1)
+    h=$(run $dir/hot.txt)
+    for r in "$m" "$d" "$p" "$h"; do
         [ "$(field "$r" bad)" = 0 ] || { echo "failed requests: $r"; exit 1; }
     done
     mod+=($(field "$m" mbps)); modrps+=($(field "$m" rps)); p99+=($(field "$m" p99_ms))
@@ -117,17 +120,23 @@ for i in $(seq $ROUNDS); do
     # the machine is shared: each round's two runs are next to each other,
     # and the ratio reported is the median of the rounds' ratios
     ratio+=($(echo "$(field "$m" mbps) / $(field "$d" mbps)" | bc -l))
+    pip+=($(field "$p" mbps))
+    pipratio+=($(echo "$(field "$m" mbps) / $(field "$p" mbps)" | bc -l))
     echo "round $i: module $(field "$m" mbps) MB/s ($(field "$m" rps) reads/s, p99 $(field "$m" p99_ms) ms);" \
-         "direct $(field "$d" mbps) MB/s ($(field "$d" rps) ranges/s); hot $(field "$h" mbps) MB/s"
+         "direct $(field "$d" mbps) MB/s ($(field "$d" rps) ranges/s);" \
+         "pipelined $(field "$p" mbps) MB/s; hot $(field "$h" mbps) MB/s"
 done
 
 m=$(median "${mod[@]}"); d=$(median "${dir_[@]}")
 echo
-echo "ratios of the rounds: $(printf '%.3f ' "${ratio[@]}")"
+echo "ratios of the rounds, per range:  $(printf '%.3f ' "${ratio[@]}")"
+echo "ratios of the rounds, pipelined: $(printf '%.3f ' "${pipratio[@]}")"
 echo "read: $read_size bytes, $records records, $nranges archived ranges + header;" \
      "$CONNS connections, ${DURATION}s x $ROUNDS rounds"
 printf 'avro_read (file: store):  %8.1f MB/s  %8.0f reads/s   p99 %s ms\n' "$m" "$(median "${modrps[@]}")" "$(median "${p99[@]}")"
-printf 'same ranges, static:      %8.1f MB/s  %8.0f requests/s\n' "$d" "$(median "${dirrps[@]}")"
-printf 'ratio module/direct:      %8.3f   (median of the rounds; target >= 0.8)\n' "$(median "${ratio[@]}")"
+printf 'same ranges, static:      %8.1f MB/s  %8.0f requests/s (one range a request)\n' "$d" "$(median "${dirrps[@]}")"
+printf 'same ranges, pipelined:   %8.1f MB/s  (a read'"'"'s %d requests at once a connection)\n' "$(median "${pip[@]}")" $((nranges + 1))
+printf 'ratio module/direct:      %8.3f   per range; %.3f pipelined (medians of the rounds; target >= 0.8)\n' \
+    "$(median "${ratio[@]}")" "$(median "${pipratio[@]}")"
 printf 'hot-only read (%d bytes): %8.1f MB/s  %8.0f reads/s   p99 %s ms\n' "$hot_size" \
     "$(median "${hot[@]}")" "$(median "${hotrps[@]}")" "$(median "${hotp99[@]}")"
