@@ -16,6 +16,7 @@
 #   flock /tmp/avro-bench.lock bash bench/archive.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 BYTES=${BENCH_BYTES:-1073741824}
 PORT=${BENCH_PORT:-18472}
@@ -50,16 +51,7 @@ done
 
 # start_nginx "<avro_cold_store arguments>"
 start_nginx() {
-    cat > $dir/nginx.conf <<CONF
-load_module $PWD/build/nginx/ngx_http_avro_module.so;
-worker_processes 2;
-user root;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
+    { bench_conf_head $dir; cat <<CONF
     avro_hot_store $dir/hot/hot.db synchronous=normal;
     avro_cold_store $1;
     avro_archive interval=24h;
@@ -71,13 +63,14 @@ http {
     }
 }
 CONF
+    } > $dir/nginx.conf
     nginx -p $dir/ -c $dir/nginx.conf
     for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:$PORT/status && break; sleep 0.1; done
 }
 
 hot_bytes() { curl -s http://127.0.0.1:$PORT/status | sed 's/.*"hot":{[^}]*"bytes":\([0-9]*\).*/\1/'; }
 rss() { ps -o rss= --ppid "$(cat $dir/nginx.pid)" | awk '{s += $1} END {print s}'; }
-field() { echo "$1" | sed "s/.*\"$2\":\([0-9]*\).*/\1/"; }
+json_field() { echo "$1" | sed "s/.*\"$2\":\([0-9]*\).*/\1/"; }
 
 # cycle NAME: one avro_archive_now, timed, with the workers' RSS sampled
 # every 50 ms; sets summary, secs, growth.  Dirty pages of earlier steps
@@ -123,7 +116,7 @@ cp $dir/hot/hot.db $dir/hot.db.copy
 start_nginx "file:$dir/cold"
 cycle file
 file_summary=$summary file_secs=$secs file_growth=$growth
-archived=$(field "$summary" bytes)
+archived=$(json_field "$summary" bytes)
 
 files=$(find $dir/cold -name '*.avro' | sort)
 mkdir -p $dir/plain
@@ -151,7 +144,7 @@ rm -f $dir/hot/hot.db-wal $dir/hot/hot.db-shm
 start_nginx "s3://bucket/archive endpoint=http://127.0.0.1:$S3PORT region=us-east-1 credentials=$dir/s3.cred"
 cycle s3
 s3_summary=$summary s3_secs=$secs s3_growth=$growth
-s3_archived=$(field "$summary" bytes)
+s3_archived=$(json_field "$summary" bytes)
 
 # curl streams the file and signs it as UNSIGNED-PAYLOAD (it cannot hash
 # an upload it has not read): less work than the archiver's signed PUT
@@ -187,13 +180,13 @@ PY
 mbs() { echo "$1 / $2 / 1000000" | bc -l; }
 echo
 printf 'hot store: %d bytes of uploads; %d uploads, %d records\n' "$hot" \
-    "$(field "$file_summary" uploads)" "$(field "$file_summary" records)"
+    "$(json_field "$file_summary" uploads)" "$(json_field "$file_summary" records)"
 for side in file s3; do
     eval "sum=\$${side}_summary secs=\$${side}_secs bsecs=\$${side}_bsecs growth=\$${side}_growth"
-    bytes=$(field "$sum" bytes)
+    bytes=$(json_field "$sum" bytes)
     printf '%-5s archive cycle: %8.1f MB/s  (%d bytes in %.2f s; steps ms: claim %d, build %d, put %d, commit %d, checkpoint %d)\n' \
-        "$side" "$(mbs "$bytes" "$secs")" "$bytes" "$secs" "$(field "$sum" claim)" \
-        "$(field "$sum" build)" "$(field "$sum" put)" "$(field "$sum" commit)" "$(field "$sum" checkpoint)"
+        "$side" "$(mbs "$bytes" "$secs")" "$bytes" "$secs" "$(json_field "$sum" claim)" \
+        "$(json_field "$sum" build)" "$(json_field "$sum" put)" "$(json_field "$sum" commit)" "$(json_field "$sum" checkpoint)"
     printf '%-5s curl -T:       %8.1f MB/s  (%.2f s)\n' "$side" "$(mbs "$bytes" "$bsecs")" "$bsecs"
     printf '%-5s ratio archive/curl: %.3f   (target >= 0.7)\n' "$side" "$(echo "$bsecs / $secs" | bc -l)"
     printf '%-5s workers'"'"' peak RSS growth: %d KiB (target < 65536)\n' "$side" "$growth"

@@ -9,6 +9,7 @@
 # of a dataset whose uploads are all hot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 DURATION=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-5}
@@ -18,16 +19,7 @@ PORT=${BENCH_PORT:-18472}
 dir=$(mktemp -d /tmp/avro-bench-read.XXXXXX)
 [ -n "${BENCH_KEEP:-}" ] || trap 'kill $(cat $dir/nginx.pid 2>/dev/null) 2>/dev/null || true; sleep 0.5; rm -rf $dir' EXIT
 
-cat > $dir/nginx.conf <<CONF
-load_module $PWD/build/nginx/ngx_http_avro_module.so;
-worker_processes 2;
-user root;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
+{ bench_conf_head $dir; cat <<CONF
     avro_hot_store  $dir/hot/hot.db synchronous=normal;
     avro_cold_store file:$dir/cold;
     avro_archive    interval=24h;
@@ -51,6 +43,7 @@ http {
     }
 }
 CONF
+} > $dir/nginx.conf
 sed -i "s|alias        var/cold/;|alias $dir/cold/;|" $dir/nginx.conf
 sed "s|alias        var/cold/;|alias        $dir/cold/;|" conf/avro-read-file.conf > $dir/avro-read-file.conf
 sed -i "s|include $PWD/conf/avro-read-file.conf;|include $dir/avro-read-file.conf;|" $dir/nginx.conf
@@ -103,8 +96,6 @@ run() {
     BENCH_PIPELINE=${2:-0} BENCH_LIST=$1 wrk -t2 -c$CONNS -d${DURATION}s --latency -s bench/read.lua $url/ \
         | sed -n 's/^RESULT //p'
 }
-field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 mod=(); dir_=(); modrps=(); dirrps=(); p99=(); hot=(); hotrps=(); hotp99=(); ratio=()
 pip=(); pipratio=()

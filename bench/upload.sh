@@ -6,6 +6,7 @@
 # that every acknowledged upload is committed in the hot store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 DURATION=${BENCH_DURATION:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -21,16 +22,7 @@ dir=$(mktemp -d /tmp/avro-bench.XXXXXX)
     --records 22 --codec deflate --seed 42 --out $dir/body.avro > /dev/null
 size=$(stat -c %s $dir/body.avro)
 
-cat > $dir/nginx.conf <<CONF
-load_module $PWD/build/nginx/ngx_http_avro_module.so;
-worker_processes 2;
-user root;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
+{ bench_conf_head $dir; cat <<CONF
     avro_hot_store $dir/hot/hot.db synchronous=$SYNC;
     server {
         listen 127.0.0.1:$PORT reuseport backlog=4096;
@@ -39,6 +31,7 @@ http {
     }
 }
 CONF
+} > $dir/nginx.conf
 
 nginx -p $dir/ -c $dir/nginx.conf
 sleep 0.5
@@ -49,7 +42,6 @@ run() {
         | sed -n 's/^RESULT //p'
 }
 
-field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 bare_all=(); up_all=(); p99_all=(); acked=0
 for i in $(seq $ROUNDS); do
@@ -60,7 +52,6 @@ for i in $(seq $ROUNDS); do
     echo "round $i: bare $(field "$b" rps) req/s; upload $(field "$u" rps) req/s, p99 $(field "$u" p99_ms) ms, other $(field "$u" other)"
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 bare=$(median "${bare_all[@]}"); up=$(median "${up_all[@]}"); p99=$(median "${p99_all[@]}")
 
 rows=$(sqlite3 $dir/hot/hot.db 'SELECT count(*) FROM buffer_logs')
