@@ -124,6 +124,13 @@ static ngx_command_t  ngx_http_avro_commands[] = {
       offsetof(ngx_http_avro_loc_conf_t, read_hot_memory),
       NULL },
 
+    { ngx_string("avro_read_max_ranges"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_avro_loc_conf_t, read_max_ranges),
+      NULL },
+
     { ngx_string("avro_dataset"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_set_complex_value_slot,
@@ -832,6 +839,7 @@ ngx_http_avro_create_loc_conf(ngx_conf_t *cf)
     alcf->status = NGX_CONF_UNSET;
     alcf->archive_now = NGX_CONF_UNSET;
     alcf->read_hot_memory = NGX_CONF_UNSET_SIZE;
+    alcf->read_max_ranges = NGX_CONF_UNSET_UINT;
     alcf->max_upload = NGX_CONF_UNSET_SIZE;
     alcf->max_schema = NGX_CONF_UNSET_SIZE;
     alcf->max_records = NGX_CONF_UNSET_UINT;
@@ -871,6 +879,8 @@ ngx_http_avro_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_size_value(conf->read_hot_memory, prev->read_hot_memory,
                               4 * 1024 * 1024);
+    ngx_conf_merge_uint_value(conf->read_max_ranges, prev->read_max_ranges,
+                              4096);
     ngx_conf_merge_size_value(conf->max_upload, prev->max_upload,
                               AVS_DEFAULT_MAX_UPLOAD);
     ngx_conf_merge_size_value(conf->max_schema, prev->max_schema,

@@ -62,6 +62,7 @@ typedef struct {
     ngx_flag_t                 archive_now;
     ngx_str_t                  read_uri;        /* avro_read, else empty */
     size_t                     read_hot_memory;
+    ngx_uint_t                 read_max_ranges;
 
     ngx_http_complex_value_t  *dataset;
     ngx_http_complex_value_t  *table;

@@ -326,6 +326,7 @@ ngx_http_avro_read_planned(ngx_http_request_t *r)
     ngx_chain_t                out;
     ngx_table_elt_t           *h;
     ngx_http_avro_read_ctx_t  *ctx;
+    ngx_http_avro_loc_conf_t  *alcf;
 
     if (r->aio) {
         return;
@@ -345,6 +346,21 @@ ngx_http_avro_read_planned(ngx_http_request_t *r)
         ngx_http_finalize_request(r,
                                   ngx_http_avro_send_avs_error(r, ctx->rc,
                                                               ctx->err.msg));
+        return;
+    }
+
+    /* every range is a subrequest, and a subrequest's memory stays in the
+     * request's pool until the answer ends */
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_avro_module);
+
+    if (ctx->plan.nranges > alcf->read_max_ranges) {
+        ngx_http_finalize_request(r,
+            ngx_http_avro_send_avs_error(r, AVS_ETOOLARGE,
+                                         "the data is in more archived "
+                                         "ranges than avro_read_max_ranges: "
+                                         "read fewer periods at a time "
+                                         "(period_tag, from, to)"));
         return;
     }
 

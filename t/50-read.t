@@ -51,6 +51,7 @@ http {
 
         # hot blocks past 1 KiB wait in a temporary file
         location = /read-spill { avro_read /_avro_cold/; avro_read_hot_memory 1k; }
+        location = /read-few { avro_read /_avro_cold/; avro_read_max_ranges 1; }
 
         # each user reads their own data: the dataset is the user name
         location /me/ {
@@ -277,6 +278,16 @@ subtest 'empty answers' => sub {
     is $r->{status}, 200, 'HEAD: 200';
     cmp_ok $r->{headers}{'content-length'}, '>', 1000, 'HEAD: the length of the file';
     is length($r->{content} // ''), 0, 'HEAD: no body';
+};
+
+subtest 'more ranges than avro_read_max_ranges: 413' => sub {
+    my $n = $t->sqlite("SELECT count(*) AS n FROM block_indexes WHERE dataset_id = 'u1'"
+        . " AND table_name = 'own_ship'")->[0]{n};
+    cmp_ok $n, '>', 1, "u1 has $n ranges";
+    my $r = $t->get('/read-few?dataset_id=u1&table=own_ship');
+    is $r->{status}, 413, 'more than 1: 413';
+    like $r->{json}{message} // '', qr/avro_read_max_ranges/, 'the JSON says why';
+    is $t->get('/read-few?dataset_id=u1&table=battle')->{status}, 200, 'one range: 200';
 };
 
 subtest 'bad requests' => sub {
