@@ -2118,6 +2118,11 @@ avs_archive_status_read(sqlite3 *db, void *arg, avs_err_t *err)
     sqlite3_stmt  *stmt;
     const char    *s;
     avs_rc_t       rc, wrc;
+    size_t         i;
+    static const char  *counters[] = {
+        "consecutive_failures", "cycles", "files", "bytes", "records",
+        "segments", "logical_files", "pending_jobs", "pending_uploads"
+    };
 
     rc = avs_sql_query(db, &stmt, "status", err,
                        "SELECT a.last_cycle_at, a.last_cycle, a.last_error,"
@@ -2162,41 +2167,12 @@ avs_archive_status_read(sqlite3 *db, void *arg, avs_err_t *err)
         wrc = avs_json_field_str(out, "last_error",
                                  (const char *) sqlite3_column_text(stmt, 2));
     }
-    if (wrc == AVS_OK) {
-        wrc = avs_json_field_i64(out, "consecutive_failures",
-                                 sqlite3_column_int64(stmt, 3));
-    }
-    if (wrc == AVS_OK) {
-        wrc = avs_json_field_i64(out, "cycles",
-                                 sqlite3_column_int64(stmt, 4));
-    }
-    if (wrc == AVS_OK) {
-        wrc = avs_json_field_i64(out, "files",
-                                 sqlite3_column_int64(stmt, 5));
-    }
-    if (wrc == AVS_OK) {
-        wrc = avs_json_field_i64(out, "bytes",
-                                 sqlite3_column_int64(stmt, 6));
-    }
-    if (wrc == AVS_OK) {
-        wrc = avs_json_field_i64(out, "records",
-                                 sqlite3_column_int64(stmt, 7));
-    }
-    if (wrc == AVS_OK) {
-        wrc = avs_json_field_i64(out, "segments",
-                                 sqlite3_column_int64(stmt, 8));
-    }
-    if (wrc == AVS_OK) {
-        wrc = avs_json_field_i64(out, "logical_files",
-                                 sqlite3_column_int64(stmt, 9));
-    }
-    if (wrc == AVS_OK) {
-        wrc = avs_json_field_i64(out, "pending_jobs",
-                                 sqlite3_column_int64(stmt, 10));
-    }
-    if (wrc == AVS_OK) {
-        wrc = avs_json_field_i64(out, "pending_uploads",
-                                 sqlite3_column_int64(stmt, 11));
+    /* columns 3 to 11, in the order of the query */
+    for (i = 0; wrc == AVS_OK && i < sizeof(counters) / sizeof(counters[0]);
+         i++)
+    {
+        wrc = avs_json_field_i64(out, counters[i],
+                                 sqlite3_column_int64(stmt, 3 + (int) i));
     }
     if (wrc == AVS_OK) {
         wrc = avs_json_raw(out, ",\"lease\":{");
