@@ -180,9 +180,6 @@ static avs_rc_t avs_archive_next_job(sqlite3 *db, void *arg,
 static avs_rc_t avs_archive_claim(sqlite3 *db, void *arg, avs_err_t *err);
 static avs_rc_t avs_archive_claim_group(avs_claim_t *c, sqlite3 *db,
     const char *table, const char *period, const char *fp, avs_err_t *err);
-static avs_rc_t avs_archive_header(sqlite3 *db, const char *sql,
-    const char *types, const void *a1, const void *a2, avs_buf_t *out,
-    int64_t *stream_id, avs_codec_t *codec, avs_err_t *err);
 static avs_rc_t avs_archive_make_key(char *key, const char *table,
     const char *period, const char *fp, const char *node, int64_t seq,
     avs_err_t *err);
@@ -664,16 +661,12 @@ avs_archive_claim_group(avs_claim_t *c, sqlite3 *db, const char *table,
         return AVS_OK;
     }
 
-    rc = avs_archive_header(db, "SELECT s.id, s.codec, s.sync,"
-                            " sc.schema_json FROM streams s"
-                            " JOIN schemas sc"
-                            " ON sc.fingerprint = s.schema_fingerprint"
-                            " WHERE s.table_name = ?1"
-                            " AND s.schema_fingerprint = ?2",
-                            "tt", table, fp, &c->header, &stream_id, &codec,
-                            err);
+    rc = avs_store_stream_header(db, table, fp, 0, &c->header, &stream_id,
+                                 &codec, err);
     if (rc != AVS_OK) {
-        return rc;
+        return (rc == AVS_DONE)
+               ? avs_err_set(err, AVS_ESTORE, "archive: a stream is missing")
+               : rc;
     }
 
     budget = (c->header.len < c->cy->segment_size)
@@ -764,69 +757,6 @@ avs_archive_claim_group(avs_claim_t *c, sqlite3 *db, const char *table,
         c->cy->out->claimed++;
         after = last;
     }
-}
-
-
-/*
- * Builds the OCF header of a stream into out (replacing what it held):
- * the schema text as first uploaded, the stream's codec and sync marker.
- * The same stream always gives the same bytes.  The query selects the
- * stream's id, codec, sync and schema_json, with two text arguments or
- * one integer (a1 then points to an int64_t).
- */
-static avs_rc_t
-avs_archive_header(sqlite3 *db, const char *sql, const char *types,
-    const void *a1, const void *a2, avs_buf_t *out, int64_t *stream_id,
-    avs_codec_t *codec, avs_err_t *err)
-{
-    sqlite3_stmt  *stmt;
-    const char    *name, *json;
-    const void    *sync;
-    avs_rc_t       rc;
-
-    if (types[0] == 'i') {
-        rc = avs_sql_query(db, &stmt, "stream", err, sql, "i",
-                           *(const int64_t *) a1);
-    } else {
-        rc = avs_sql_query(db, &stmt, "stream", err, sql, "tt",
-                           (const char *) a1, (const char *) a2);
-    }
-
-    if (rc != AVS_OK) {
-        return (rc == AVS_DONE)
-               ? avs_err_set(err, AVS_ESTORE, "archive: a stream is missing")
-               : rc;
-    }
-
-    *stream_id = sqlite3_column_int64(stmt, 0);
-    name = (const char *) sqlite3_column_text(stmt, 1);
-    sync = sqlite3_column_blob(stmt, 2);
-    json = (const char *) sqlite3_column_text(stmt, 3);
-
-    if (name == NULL || json == NULL || sync == NULL
-        || sqlite3_column_bytes(stmt, 2) != AVS_SYNC_SIZE
-        || avs_codec_from_name(name, strlen(name), codec) != AVS_OK)
-    {
-        rc = avs_err_set(err, AVS_ESTORE,
-                         "archive: stream %" PRId64 " is damaged",
-                         *stream_id);
-        sqlite3_finalize(stmt);
-        return rc;
-    }
-
-    out->len = 0;
-
-    rc = avs_ocf_write_header(out, json,
-                              (size_t) sqlite3_column_bytes(stmt, 3),
-                              *codec, sync);
-
-    sqlite3_finalize(stmt);
-
-    if (rc != AVS_OK) {
-        return avs_err_set(err, rc, "archive: cannot build a header");
-    }
-
-    return AVS_OK;
 }
 
 
@@ -1198,13 +1128,11 @@ avs_archive_build_read(sqlite3 *db, void *arg, avs_err_t *err)
 
     memset(&header, 0, sizeof(avs_buf_t));
 
-    rc = avs_archive_header(db, "SELECT s.id, s.codec, s.sync,"
-                            " sc.schema_json FROM streams s"
-                            " JOIN schemas sc"
-                            " ON sc.fingerprint = s.schema_fingerprint"
-                            " WHERE s.id = ?1",
-                            "i", &b->job->stream_id, NULL, &header,
-                            &stream_id, &b->codec, err);
+    rc = avs_store_stream_header(db, NULL, NULL, b->job->stream_id, &header,
+                                 &stream_id, &b->codec, err);
+    if (rc == AVS_DONE) {
+        rc = avs_err_set(err, AVS_ESTORE, "archive: a stream is missing");
+    }
 
     if (rc == AVS_OK && (int64_t) header.len != b->job->header_bytes) {
         rc = avs_err_set(err, AVS_EINTERNAL,

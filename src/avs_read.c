@@ -563,10 +563,8 @@ static avs_rc_t
 avs_read_header(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
 {
     sqlite3_stmt     *stmt;
-    const char       *fp, *codec_name, *json;
-    const void       *sync;
+    const char       *fp;
     avs_rc_t          rc;
-    avs_codec_t       codec;
     avs_read_plan_t  *plan;
     static const uint8_t  zero_sync[AVS_SYNC_SIZE];
 
@@ -618,51 +616,17 @@ avs_read_header(avs_read_ctx_t *c, sqlite3 *db, avs_err_t *err)
         fp = plan->fingerprint;
     }
 
-    rc = avs_sql_cached(db, &stmt, "read: stream", err,
-                        "SELECT s.codec, s.sync, h.schema_json"
-                        " FROM streams s"
-                        " JOIN schemas h"
-                        " ON h.fingerprint = s.schema_fingerprint"
-                        " WHERE s.table_name = ?1"
-                        " AND s.schema_fingerprint = ?2",
-                        "tt", c->q->table, fp);
-
-    if (rc == AVS_OK) {
-        rc = avs_sql_step(db, stmt, "read: stream", err);
-
-        if (rc != AVS_OK) {
-            sqlite3_reset(stmt);
-        }
-    }
+    rc = avs_store_stream_header(db, c->q->table, fp, 0, &plan->header,
+                                 NULL, NULL, err);
 
     if (rc == AVS_DONE) {
+        avs_err_set(err, AVS_ENOTFOUND, "table \"%s\" has no schema %s",
+                    c->q->table, fp);
         plan->fingerprint[0] = '\0';
-        return avs_err_set(err, AVS_ENOTFOUND,
-                           "table \"%s\" has no schema %s", c->q->table, fp);
+        return AVS_ENOTFOUND;
     }
 
-    if (rc != AVS_OK) {
-        return rc;
-    }
-
-    codec_name = (const char *) sqlite3_column_text(stmt, 0);
-    sync = sqlite3_column_blob(stmt, 1);
-    json = (const char *) sqlite3_column_text(stmt, 2);
-
-    if (codec_name == NULL || json == NULL || sync == NULL
-        || sqlite3_column_bytes(stmt, 1) != AVS_SYNC_SIZE
-        || avs_codec_from_name(codec_name, strlen(codec_name), &codec)
-           != AVS_OK)
-    {
-        sqlite3_reset(stmt);
-        return avs_err_set(err, AVS_ESTORE, "read: a stream of table "
-                           "\"%s\" is damaged", c->q->table);
-    }
-
-    rc = avs_ocf_write_header(&plan->header, json,
-                              (size_t) sqlite3_column_bytes(stmt, 2),
-                              codec, sync);
-    sqlite3_reset(stmt);
+    return rc;
 
 done:
 

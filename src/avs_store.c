@@ -810,6 +810,7 @@ avs_store_free(avs_store_t *st, int wait)
 
     if (st->rdb != NULL) {
         sqlite3_finalize(st->status_stmt);
+        avs_sql_finalize_all(st->rdb);
         (void) sqlite3_close_v2(st->rdb);
     }
 
@@ -823,6 +824,9 @@ avs_store_free(avs_store_t *st, int wait)
         for (i = 0; i < AVS_ST_N; i++) {
             sqlite3_finalize(st->stmt[i]);
         }
+
+        /* and those of avs_sql_cached (stream headers) */
+        avs_sql_finalize_all(st->db);
 
         if (!locked) {
             sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
@@ -2102,4 +2106,81 @@ avs_store_checkpoint(avs_store_t *st, avs_err_t *err)
     }
 
     return avs_err_set(err, AVS_OK, "checkpointed %d WAL frames", done);
+}
+
+
+avs_rc_t
+avs_store_stream_header(sqlite3 *db, const char *table,
+    const char *fingerprint, int64_t id, avs_buf_t *out, int64_t *stream_id,
+    avs_codec_t *codec, avs_err_t *err)
+{
+    sqlite3_stmt  *stmt;
+    const char    *name, *json;
+    const void    *sync;
+    avs_codec_t    c;
+    avs_rc_t       rc;
+
+    if (table != NULL) {
+        rc = avs_sql_cached(db, &stmt, "stream", err,
+                            "SELECT s.id, s.codec, s.sync, h.schema_json"
+                            " FROM streams s JOIN schemas h"
+                            " ON h.fingerprint = s.schema_fingerprint"
+                            " WHERE s.table_name = ?1"
+                            " AND s.schema_fingerprint = ?2",
+                            "tt", table, fingerprint);
+    } else {
+        rc = avs_sql_cached(db, &stmt, "stream", err,
+                            "SELECT s.id, s.codec, s.sync, h.schema_json"
+                            " FROM streams s JOIN schemas h"
+                            " ON h.fingerprint = s.schema_fingerprint"
+                            " WHERE s.id = ?1",
+                            "i", id);
+    }
+
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    rc = avs_sql_step(db, stmt, "stream", err);
+
+    if (rc != AVS_OK) {
+        sqlite3_reset(stmt);
+        return rc;
+    }
+
+    id = sqlite3_column_int64(stmt, 0);
+    name = (const char *) sqlite3_column_text(stmt, 1);
+    sync = sqlite3_column_blob(stmt, 2);
+    json = (const char *) sqlite3_column_text(stmt, 3);
+
+    if (name == NULL || json == NULL || sync == NULL
+        || sqlite3_column_bytes(stmt, 2) != AVS_SYNC_SIZE
+        || avs_codec_from_name(name, strlen(name), &c) != AVS_OK)
+    {
+        sqlite3_reset(stmt);
+        return avs_err_set(err, AVS_ESTORE, "stream %" PRId64 " is damaged",
+                           id);
+    }
+
+    out->len = 0;
+
+    rc = avs_ocf_write_header(out, json,
+                              (size_t) sqlite3_column_bytes(stmt, 3), c,
+                              sync);
+    sqlite3_reset(stmt);
+
+    if (rc != AVS_OK) {
+        return avs_err_set(err, rc, "stream %" PRId64 ": cannot build a "
+                           "header", id);
+    }
+
+    if (stream_id != NULL) {
+        *stream_id = id;
+    }
+
+    if (codec != NULL) {
+        *codec = c;
+    }
+
+    return AVS_OK;
 }

@@ -160,6 +160,18 @@ avs_rc_t avs_store_read(avs_store_t *st, avs_store_fn_t fn, void *arg,
     avs_err_t *err);
 
 /*
+ * Builds the OCF header of a stream into out (replacing what it held): the
+ * schema text as first uploaded, the stream's codec and sync marker, so
+ * that the same stream always gives the same bytes.  The stream is found
+ * by (table, fingerprint), or by id when table is NULL; AVS_DONE when
+ * there is none.  stream_id and codec (may be NULL) get the stream's.
+ * Runs inside avs_store_read or avs_store_write, on the db it is given.
+ */
+avs_rc_t avs_store_stream_header(sqlite3 *db, const char *table,
+    const char *fingerprint, int64_t id, avs_buf_t *out, int64_t *stream_id,
+    avs_codec_t *codec, avs_err_t *err);
+
+/*
  * Copies the WAL into the database file and truncates it, under the lock.
  * AVS_EBUSY when a reader's snapshot kept part of the WAL (or the lock
  * could not be had): nothing is wrong, the next checkpoint goes further.
