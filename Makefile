@@ -63,7 +63,7 @@ $(BUILD)/libavs.a: $(CORE_OBJ)
 
 core: $(BUILD)/libavs.a
 
-$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(BUILD)/libavs.a
+$(BUILD)/unit/%: t/unit/%.c $(wildcard t/unit/*.h) $(BUILD)/libavs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libavs.a $(LIBS)
 

@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include "tap.h"
+#include "sql_count.h"
 #include "avs_archive.h"
 #include "avs_ingest.h"
 #include "avs_ocf.h"
@@ -161,22 +162,7 @@ upload(int n)
 static long long
 query(const char *sql)
 {
-    sqlite3       *db;
-    sqlite3_stmt  *st;
-    long long      n;
-
-    n = -1;
-    sqlite3_open(db_path, &db);
-
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            n = sqlite3_column_int64(st, 0);
-        }
-        sqlite3_finalize(st);
-    }
-
-    sqlite3_close(db);
-    return n;
+    return sql_count(db_path, sql);
 }
 
 

@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 #include "tap.h"
+#include "sql_count.h"
 #include "avs_envelope.h"
 #include "avs_ingest.h"
 #include "avs_json.h"
@@ -303,28 +304,6 @@ upload_worker(void *data)
 }
 
 
-static long long
-count_rows(const char *path, const char *sql)
-{
-    sqlite3       *db;
-    sqlite3_stmt  *st;
-    long long      n;
-
-    n = -1;
-    sqlite3_open(path, &db);
-
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            n = sqlite3_column_int64(st, 0);
-        }
-        sqlite3_finalize(st);
-    }
-
-    sqlite3_close(db);
-    return n;
-}
-
-
 static int
 run(avs_ingest_env_t *env, avs_ingest_t *req, const void *body, size_t len,
     int json)
@@ -391,7 +370,7 @@ test_ingest(const char *dir)
     ok(strstr((char *) req.response.data, "\"id\":1,") != NULL,
        "with the original id");
     avs_buf_free(&req.response);
-    is_int(count_rows(path, "SELECT count(*) FROM buffer_logs"), 1,
+    is_int(sql_count(path, "SELECT count(*) FROM buffer_logs"), 1,
            "stored once");
 
     req.dataset = "bob";
@@ -422,7 +401,7 @@ test_ingest(const char *dir)
     is_str(req.err.msg, "slice 2: block 1: sync marker mismatch",
            "message names slice and block");
     avs_buf_free(&req.response);
-    is_int(count_rows(path,
+    is_int(sql_count(path,
                       "SELECT count(*) FROM buffer_logs "
                       "WHERE dataset_id = 'carol'"), 0,
            "nothing of it stored");
@@ -438,7 +417,7 @@ test_ingest(const char *dir)
     ok(strstr((char *) req.response.data, "\"record_count\":12") != NULL,
        "total records");
     avs_buf_free(&req.response);
-    is_int(count_rows(path,
+    is_int(sql_count(path,
                       "SELECT count(*) FROM buffer_logs "
                       "WHERE dataset_id = 'carol' AND table_name = 't2'"), 2,
            "both stored");
@@ -461,7 +440,7 @@ test_ingest(const char *dir)
     is_int(run(&env, &req, f2.data, f2.len, 0), 201,
            "location value wins over the argument");
     avs_buf_free(&req.response);
-    is_int(count_rows(path,
+    is_int(sql_count(path,
                       "SELECT count(*) FROM buffer_logs WHERE dataset_id = "
                       "'conf' AND period_tag = '2020-01-01'"), 1,
            "stored under the location's dataset and the argument's period");
@@ -534,11 +513,11 @@ test_ingest(const char *dir)
 
     is_int(total, 200, "8 threads x 25 uploads, all 201");
     snprintf(path, sizeof(path), "%s/hot.db", dir);
-    is_int(count_rows(path,
+    is_int(sql_count(path,
                       "SELECT count(*) FROM buffer_logs "
                       "WHERE dataset_id = 'd' AND table_name = 't'"),
            200, "all stored once");
-    is_int(count_rows(path,
+    is_int(sql_count(path,
                       "SELECT sum(record_count) FROM buffer_logs "
                       "WHERE dataset_id = 'd' AND table_name = 't'"),
            600, "with their records");
