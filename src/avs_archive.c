@@ -94,7 +94,7 @@ typedef struct {
     int           moved;            /* the store took it */
     uint8_t      *io;
     size_t        io_len;
-    int64_t       size;             /* bytes written */
+    int64_t       size;             /* bytes produced */
     int64_t       flushed;          /* bytes handed to the kernel */
     int64_t       written_back;     /* bytes whose writeback was started */
     int64_t       rows;
@@ -105,6 +105,21 @@ typedef struct {
     FILE         *ranges;
     int64_t       nranges;
     avs_range_t   run;              /* the dataset being written */
+
+    /* where the bytes come from, in one read snapshot: the header, then
+     * each row's blob through one handle moved from row to row */
+    sqlite3       *db;
+    sqlite3_stmt  *stmt;
+    sqlite3_blob  *blob;
+    avs_buf_t      header;
+    size_t         header_off;
+    int            blob_len;
+    int            blob_off;
+    int64_t        data;            /* row bytes produced */
+    int            ended;
+    avs_err_t      serr;            /* why a stream stopped */
+    avs_objstore_t *os;
+    char           etag[AVS_ETAG_SIZE];
 } avs_build_t;
 
 
@@ -185,19 +200,34 @@ static avs_rc_t avs_archive_make_key(char *key, const char *table,
     avs_err_t *err);
 static avs_rc_t avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job,
     int recovered, avs_err_t *err);
+static avs_rc_t avs_archive_build_put(avs_cycle_t *cy, avs_build_t *b,
+    char *etag, char *sha256, avs_err_t *err);
 static avs_rc_t avs_archive_build(avs_cycle_t *cy, avs_build_t *b,
     avs_err_t *err);
+static avs_rc_t avs_archive_begin(avs_cycle_t *cy, avs_build_t *b,
+    avs_err_t *err);
+static avs_rc_t avs_archive_finish(avs_build_t *b, avs_err_t *err);
 static avs_rc_t avs_archive_build_read(sqlite3 *db, void *arg,
     avs_err_t *err);
-static avs_rc_t avs_archive_copy_rows(sqlite3 *db, avs_build_t *b,
+static avs_rc_t avs_archive_source_open(sqlite3 *db, avs_build_t *b,
+    avs_err_t *err);
+static avs_rc_t avs_archive_source_read(avs_build_t *b, uint8_t *buf,
+    size_t len, size_t *got, avs_err_t *err);
+static avs_rc_t avs_archive_source_row(avs_build_t *b, avs_err_t *err);
+static avs_rc_t avs_archive_source_end(avs_build_t *b, avs_err_t *err);
+static void avs_archive_source_close(avs_build_t *b);
+static avs_rc_t avs_archive_stream(avs_cycle_t *cy, avs_build_t *b,
+    char *etag, char *sha256, avs_err_t *err);
+static avs_rc_t avs_archive_stream_read(sqlite3 *db, void *arg,
+    avs_err_t *err);
+static ssize_t avs_archive_stream_cb(void *data, uint8_t *buf, size_t len);
+static avs_rc_t avs_archive_own_key(avs_cycle_t *cy, avs_build_t *b,
     avs_err_t *err);
 static avs_rc_t avs_archive_range(avs_build_t *b, const char *name,
     size_t name_len, int64_t len, int64_t records, int64_t ts,
     avs_err_t *err);
 static avs_rc_t avs_archive_index(sqlite3 *db, avs_commit_t *c,
     int64_t file_id, int64_t now, avs_err_t *err);
-static avs_rc_t avs_archive_write(avs_build_t *b, const void *p, size_t n,
-    avs_err_t *err);
 static avs_rc_t avs_archive_flush(avs_build_t *b, avs_err_t *err);
 static void avs_archive_discard(avs_build_t *b, int unlink_file);
 static avs_rc_t avs_archive_put(avs_cycle_t *cy, avs_build_t *b,
@@ -800,10 +830,7 @@ avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
     avs_err_t                  e;
     avs_rc_t                   rc;
     int64_t                    t;
-    char                       etag[128], sha256[65];
-    char                       dir[PATH_MAX];
-    const char                *base;
-    int                        n;
+    char                       etag[AVS_ETAG_SIZE], sha256[65];
 
     conf = cy->conf;
 
@@ -818,37 +845,20 @@ avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
     memset(&b, 0, sizeof(avs_build_t));
     b.job = job;
     b.fd = -1;
+    b.os = cy->os;
+    etag[0] = '\0';
+    sha256[0] = '\0';
 
-    /*
-     * The file is built where the store can rename it into place (file:),
-     * else in the temp directory.  Its name is the node's and the job's,
-     * not the key's: a job keeps its file when it is given another key,
-     * and the same job always finds, truncates and reuses the file a
-     * crash left.
-     */
+    /* c) and d): build then put, or for s3:// both at once */
 
-    rc = avs_objstore_temp_dir(cy->os, job->key, dir, sizeof(dir), &e);
-    if (rc != AVS_OK) {
-        avs_err_set(err, rc, "archive: %s: %s", job->key, e.msg);
-        goto failed;
+    if (avs_objstore_is_s3(cy->os)) {
+        t = avs_archive_mono_ms();
+        rc = avs_archive_stream(cy, &b, etag, sha256, err);
+        cy->out->put_ms += (uint64_t) (avs_archive_mono_ms() - t);
+
+    } else {
+        rc = avs_archive_build_put(cy, &b, etag, sha256, err);
     }
-
-    b.in_store = (dir[0] != '\0');
-    base = b.in_store ? dir : conf->tmp_dir;
-
-    n = snprintf(b.path, sizeof(b.path), "%s/.avs-%s-%" PRId64 ".tmp",
-                 base, conf->node, job->id);
-
-    if (n < 0 || (size_t) n >= sizeof(b.path)) {
-        return avs_err_set(err, AVS_EINTERNAL,
-                           "archive: temp path too long");
-    }
-
-    /* c) build */
-
-    t = avs_archive_mono_ms();
-    rc = avs_archive_build(cy, &b, err);
-    cy->out->build_ms += (uint64_t) (avs_archive_mono_ms() - t);
 
     if (rc == AVS_DONE || rc == AVS_EBUSY) {
 
@@ -863,27 +873,9 @@ avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
         goto failed;
     }
 
-    if (avs_archive_stop(cy, AVS_ARCHIVE_BUILT, job->key, err)) {
+    if (cy->crashed) {
         avs_archive_discard(&b, 0);
         return err->rc;
-    }
-
-    /* d) put */
-
-    etag[0] = '\0';
-    sha256[0] = '\0';
-
-    t = avs_archive_mono_ms();
-    rc = avs_archive_put(cy, &b, etag, sha256, err);
-    cy->out->put_ms += (uint64_t) (avs_archive_mono_ms() - t);
-
-    if (rc == AVS_DONE) {
-        avs_archive_discard(&b, 1);
-        return AVS_OK;
-    }
-
-    if (rc != AVS_OK) {
-        goto failed;
     }
 
     if (avs_archive_stop(cy, AVS_ARCHIVE_PUT, job->key, err)) {
@@ -959,6 +951,61 @@ failed:
 
 
 /*
+ * file: builds the job's file where the store can rename it into place,
+ * then puts it.  The file's name is the node's and the job's, not the
+ * key's: a job keeps its file when it is given another key, and the same
+ * job always finds, truncates and reuses the file a crash left.  A stop
+ * after the build sets cy->crashed.
+ */
+static avs_rc_t
+avs_archive_build_put(avs_cycle_t *cy, avs_build_t *b, char *etag,
+    char *sha256, avs_err_t *err)
+{
+    avs_job_t  *job;
+    avs_err_t   e;
+    avs_rc_t    rc;
+    int64_t     t;
+    char        dir[PATH_MAX];
+    int         n;
+
+    job = b->job;
+
+    rc = avs_objstore_temp_dir(cy->os, job->key, dir, sizeof(dir), &e);
+    if (rc != AVS_OK) {
+        return avs_err_set(err, rc, "archive: %s: %s", job->key, e.msg);
+    }
+
+    b->in_store = 1;
+
+    n = snprintf(b->path, sizeof(b->path), "%s/.avs-%s-%" PRId64 ".tmp",
+                 dir, cy->conf->node, job->id);
+
+    if (n < 0 || (size_t) n >= sizeof(b->path)) {
+        return avs_err_set(err, AVS_EINTERNAL,
+                           "archive: temp path too long");
+    }
+
+    t = avs_archive_mono_ms();
+    rc = avs_archive_build(cy, b, err);
+    cy->out->build_ms += (uint64_t) (avs_archive_mono_ms() - t);
+
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (avs_archive_stop(cy, AVS_ARCHIVE_BUILT, job->key, err)) {
+        return AVS_OK;
+    }
+
+    t = avs_archive_mono_ms();
+    rc = avs_archive_put(cy, b, etag, sha256, err);
+    cy->out->put_ms += (uint64_t) (avs_archive_mono_ms() - t);
+
+    return rc;
+}
+
+
+/*
  * Calls the test hook after a step; when it says stop, the cycle ends
  * there without another write, as a crash would end it.
  */
@@ -986,20 +1033,59 @@ avs_archive_stop(avs_cycle_t *cy, avs_archive_step_t step, const char *key,
 
 
 /*
- * Builds the job's file: opened without truncation, then locked, then
- * checked to be still the file of that name, then truncated, so that an
- * archiver that lost its lease but still builds the same job is never
- * written over (the second one gets AVS_EBUSY), and a file the store has
- * renamed into place meanwhile is never truncated.  The lock is held until
- * the file is discarded.  A file for file: is synced before it is put.
+ * What a build and a stream both need before the first byte: the hash and
+ * the side file of the block index ranges (unnamed once open).
+ */
+static avs_rc_t
+avs_archive_begin(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
+{
+    int   fd;
+    char  ranges[PATH_MAX];
+
+    b->md = avs_sha256_new();
+
+    if (b->md == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
+    }
+
+    if (snprintf(ranges, sizeof(ranges), "%s/avs-ranges-XXXXXX",
+                 cy->conf->tmp_dir) >= (int) sizeof(ranges))
+    {
+        return avs_err_set(err, AVS_EINTERNAL, "archive: temp path too long");
+    }
+
+    fd = mkstemp(ranges);
+    if (fd == -1) {
+        return avs_err_set(err, AVS_ESTORE, "archive: create %s: %s",
+                           ranges, strerror(errno));
+    }
+
+    (void) unlink(ranges);
+    (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+    b->ranges = fdopen(fd, "w+b");
+    if (b->ranges == NULL) {
+        close(fd);
+        return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * Builds the job's file (file: stores): opened without truncation, then
+ * locked, then checked to be still the file of that name, then truncated,
+ * so that an archiver that lost its lease but still builds the same job is
+ * never written over (the second one gets AVS_EBUSY), and a file the store
+ * has renamed into place meanwhile is never truncated.  The lock is held
+ * until the file is discarded.  The file is synced before it is put.
  */
 static avs_rc_t
 avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
 {
-    int          fd;
     avs_rc_t     rc;
     struct stat  fst, pst;
-    char         ranges[PATH_MAX];
 
     b->fd = open(b->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
     if (b->fd == -1) {
@@ -1032,33 +1118,13 @@ avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
     }
 
     b->io = malloc(AVS_ARCHIVE_IO_SIZE);
-    b->md = avs_sha256_new();
-
-    if (b->io == NULL || b->md == NULL) {
+    if (b->io == NULL) {
         return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
     }
 
-    /* the side file of the ranges: unnamed once open */
-
-    if (snprintf(ranges, sizeof(ranges), "%s/avs-ranges-XXXXXX",
-                 cy->conf->tmp_dir) >= (int) sizeof(ranges))
-    {
-        return avs_err_set(err, AVS_EINTERNAL, "archive: temp path too long");
-    }
-
-    fd = mkstemp(ranges);
-    if (fd == -1) {
-        return avs_err_set(err, AVS_ESTORE, "archive: create %s: %s",
-                           ranges, strerror(errno));
-    }
-
-    (void) unlink(ranges);
-    (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
-
-    b->ranges = fdopen(fd, "w+b");
-    if (b->ranges == NULL) {
-        close(fd);
-        return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
+    rc = avs_archive_begin(cy, b, err);
+    if (rc != AVS_OK) {
+        return rc;
     }
 
     rc = avs_store_read(cy->st, avs_archive_build_read, b, err);
@@ -1066,26 +1132,25 @@ avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
         return rc;
     }
 
-    rc = avs_archive_flush(b, err);
-    if (rc != AVS_OK) {
-        return rc;
+    /* a file the store renames into place must be on disk first */
+
+    if (fsync(b->fd) == -1) {
+        return avs_err_set(err, AVS_ESTORE, "archive: fsync %s: %s",
+                           b->path, strerror(errno));
     }
 
+    return avs_archive_finish(b, err);
+}
+
+
+/* After the last byte: the ranges written out, the SHA-256 final. */
+static avs_rc_t
+avs_archive_finish(avs_build_t *b, avs_err_t *err)
+{
     if (fflush(b->ranges) != 0) {
         return avs_err_set(err, errno == ENOSPC ? AVS_EFULL : AVS_ESTORE,
                            "archive: write the ranges of %s: %s",
                            b->job->key, strerror(errno));
-    }
-
-    /*
-     * A file the store renames into place must be on disk first.  The
-     * source of an S3 PUT need not: a crash rebuilds it, and unflushed it
-     * is often gone before the kernel would have written it.
-     */
-
-    if (b->in_store && fsync(b->fd) == -1) {
-        return avs_err_set(err, AVS_ESTORE, "archive: fsync %s: %s",
-                           b->path, strerror(errno));
     }
 
     return avs_sha256_final_hex(b->md, b->sha256)
@@ -1095,27 +1160,57 @@ avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
 
 
 /*
- * The read transaction of the build: one snapshot for the job's state, the
- * header and the rows.  A job found done was committed by another
- * archiver: AVS_DONE, nothing to build.
+ * The read transaction of a build: the job's bytes, from one snapshot,
+ * through the write buffer into the file.  A job found done was committed
+ * by another archiver: AVS_DONE, nothing to build.
  */
 static avs_rc_t
 avs_archive_build_read(sqlite3 *db, void *arg, avs_err_t *err)
 {
-    avs_build_t   *b = arg;
+    avs_build_t  *b = arg;
+    avs_rc_t      rc;
+
+    rc = avs_archive_source_open(db, b, err);
+
+    while (rc == AVS_OK && !b->ended) {
+        rc = avs_archive_source_read(b, b->io, AVS_ARCHIVE_IO_SIZE,
+                                     &b->io_len, err);
+        if (rc == AVS_OK) {
+            rc = avs_archive_flush(b, err);
+        }
+    }
+
+    avs_archive_source_close(b);
+
+    return rc;
+}
+
+
+/*
+ * Opens the source of a job's bytes in the read transaction on db: checks
+ * the job is still pending (AVS_DONE when another archiver finished it),
+ * builds the stream's header, which must be the size the claim counted,
+ * and starts the rows: each dataset's uploads together, in upload order.
+ */
+static avs_rc_t
+avs_archive_source_open(sqlite3 *db, avs_build_t *b, avs_err_t *err)
+{
     sqlite3_stmt  *stmt;
-    avs_buf_t      header;
+    avs_job_t     *job;
     avs_rc_t       rc;
     int64_t        stream_id;
     int            done;
 
+    job = b->job;
+    b->db = db;
+
     rc = avs_sql_query(db, &stmt, "job state", err,
                        "SELECT state = 'done' FROM archive_jobs"
-                       " WHERE id = ?1", "i", b->job->id);
+                       " WHERE id = ?1", "i", job->id);
     if (rc != AVS_OK) {
         return (rc == AVS_DONE)
                ? avs_err_set(err, AVS_ESTORE, "archive: job %" PRId64
-                             " vanished", b->job->id)
+                             " vanished", job->id)
                : rc;
     }
 
@@ -1126,150 +1221,302 @@ avs_archive_build_read(sqlite3 *db, void *arg, avs_err_t *err)
         return AVS_DONE;
     }
 
-    memset(&header, 0, sizeof(avs_buf_t));
-
-    rc = avs_store_stream_header(db, NULL, NULL, b->job->stream_id, &header,
+    rc = avs_store_stream_header(db, NULL, NULL, job->stream_id, &b->header,
                                  &stream_id, &b->codec, err);
     if (rc == AVS_DONE) {
-        rc = avs_err_set(err, AVS_ESTORE, "archive: a stream is missing");
+        return avs_err_set(err, AVS_ESTORE, "archive: a stream is missing");
     }
-
-    if (rc == AVS_OK && (int64_t) header.len != b->job->header_bytes) {
-        rc = avs_err_set(err, AVS_EINTERNAL,
-                         "archive: %s: header is %zu bytes, the claim "
-                         "counted %" PRId64, b->job->key, header.len,
-                         b->job->header_bytes);
-    }
-
-    if (rc == AVS_OK) {
-        rc = avs_archive_write(b, header.data, header.len, err);
-    }
-
-    avs_buf_free(&header);
 
     if (rc != AVS_OK) {
         return rc;
     }
 
-    return avs_archive_copy_rows(db, b, err);
+    if ((int64_t) b->header.len != job->header_bytes) {
+        return avs_err_set(err, AVS_EINTERNAL,
+                           "archive: %s: header is %zu bytes, the claim "
+                           "counted %" PRId64, job->key, b->header.len,
+                           job->header_bytes);
+    }
+
+    return avs_sql_prepare(db, &b->stmt, "job rows", err,
+                           "SELECT id, record_count, dataset_id, timestamp"
+                           " FROM buffer_logs"
+                           " WHERE table_name = ?1 AND period_tag = ?2"
+                           " AND schema_fingerprint = ?3"
+                           " AND id BETWEEN ?4 AND ?5"
+                           " ORDER BY dataset_id, id",
+                           "tttii", job->table, job->period, job->fp,
+                           job->first_id, job->last_id);
 }
 
 
 /*
- * Appends the job's rows to the file, each dataset's uploads together and
- * in upload order, reading each blob straight into the write buffer
- * through one blob handle moved from row to row, and notes each dataset's
- * range as it goes.  The rows must be exactly those the claim counted, or
- * the file would not be the job's.
+ * Gives the next bytes of the job's file, at most len, into buf (*got
+ * of them), hashed: the header, then each row's blob read straight into
+ * buf; the block index ranges are noted as rows start.  After the last
+ * byte, b->ended is set.  The rows must be exactly those the claim
+ * counted, or the file would not be the job's.
  */
 static avs_rc_t
-avs_archive_copy_rows(sqlite3 *db, avs_build_t *b, avs_err_t *err)
+avs_archive_source_read(avs_build_t *b, uint8_t *buf, size_t len,
+    size_t *got, avs_err_t *err)
+{
+    size_t    n, k;
+    avs_rc_t  rc;
+    int       src;
+
+    for (n = 0; n < len && !b->ended; n += k) {
+
+        if (b->header_off < b->header.len) {
+            k = b->header.len - b->header_off;
+            k = (k < len - n) ? k : len - n;
+            memcpy(buf + n, b->header.data + b->header_off, k);
+            b->header_off += k;
+
+        } else if (b->blob != NULL && b->blob_off < b->blob_len) {
+            k = (size_t) (b->blob_len - b->blob_off);
+            k = (k < len - n) ? k : len - n;
+
+            src = sqlite3_blob_read(b->blob, buf + n, (int) k, b->blob_off);
+            if (src != SQLITE_OK) {
+                return avs_sql_fail(b->db, src, "row read", err);
+            }
+
+            b->blob_off += (int) k;
+            b->data += (int64_t) k;
+
+        } else {
+            rc = avs_archive_source_row(b, err);
+            if (rc != AVS_OK) {
+                return rc;
+            }
+
+            k = 0;
+            continue;
+        }
+
+        b->size += (int64_t) k;
+    }
+
+    *got = n;
+
+    if (n > 0 && !avs_sha256_update(b->md, buf, n)) {
+        return avs_err_set(err, AVS_EINTERNAL, "archive: sha256 failed");
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * Moves the source to the next row: its blob, its range; or, after the
+ * last one, ends it.
+ */
+static avs_rc_t
+avs_archive_source_row(avs_build_t *b, avs_err_t *err)
 {
     sqlite3_stmt  *stmt;
-    sqlite3_blob  *blob;
-    avs_job_t     *job;
     avs_rc_t       rc;
-    int64_t        id, data, records;
-    int            src, len, off, n;
+    int64_t        id, records;
+    int            src;
     const char    *name;
 
-    job = b->job;
-    blob = NULL;
-    data = 0;
+    stmt = b->stmt;
 
-    rc = avs_sql_prepare(db, &stmt, "job rows", err,
-                         "SELECT id, record_count, dataset_id, timestamp"
-                         " FROM buffer_logs"
-                         " WHERE table_name = ?1 AND period_tag = ?2"
-                         " AND schema_fingerprint = ?3"
-                         " AND id BETWEEN ?4 AND ?5"
-                         " ORDER BY dataset_id, id",
-                         "tttii", job->table, job->period, job->fp,
-                         job->first_id, job->last_id);
+    src = sqlite3_step(stmt);
+
+    if (src == SQLITE_DONE) {
+        return avs_archive_source_end(b, err);
+    }
+
+    if (src != SQLITE_ROW) {
+        return avs_sql_fail(b->db, src, "job rows", err);
+    }
+
+    id = sqlite3_column_int64(stmt, 0);
+    records = sqlite3_column_int64(stmt, 1);
+    b->records += records;
+    b->rows++;
+
+    src = (b->blob == NULL)
+          ? sqlite3_blob_open(b->db, "main", "buffer_logs", "data", id, 0,
+                              &b->blob)
+          : sqlite3_blob_reopen(b->blob, id);
+
+    if (src != SQLITE_OK) {
+        return avs_sql_fail(b->db, src, "row blob", err);
+    }
+
+    b->blob_len = sqlite3_blob_bytes(b->blob);
+    b->blob_off = 0;
+
+    if (b->data + b->blob_len > b->job->data_bytes) {
+        return avs_err_set(err, AVS_EINTERNAL,
+                           "archive: %s: more than the %" PRId64 " bytes "
+                           "of rows the claim took", b->job->key,
+                           b->job->data_bytes);
+    }
+
+    name = (const char *) sqlite3_column_text(stmt, 2);
+
+    rc = avs_archive_range(b, name ? name : "",
+                           (size_t) sqlite3_column_bytes(stmt, 2),
+                           b->blob_len, records,
+                           sqlite3_column_int64(stmt, 3), err);
+
+    return rc;
+}
+
+
+/* After the last row: the last dataset's range, and the claim's counts. */
+static avs_rc_t
+avs_archive_source_end(avs_build_t *b, avs_err_t *err)
+{
+    avs_job_t  *job;
+    avs_rc_t    rc;
+
+    job = b->job;
+
+    rc = avs_archive_range(b, NULL, 0, 0, 0, 0, err);
     if (rc != AVS_OK) {
         return rc;
     }
 
-    while ((src = sqlite3_step(stmt)) == SQLITE_ROW) {
-        id = sqlite3_column_int64(stmt, 0);
-        records = sqlite3_column_int64(stmt, 1);
-        b->records += records;
-        b->rows++;
-
-        src = (blob == NULL)
-              ? sqlite3_blob_open(db, "main", "buffer_logs", "data", id, 0,
-                                  &blob)
-              : sqlite3_blob_reopen(blob, id);
-
-        if (src != SQLITE_OK) {
-            rc = avs_sql_fail(db, src, "row blob", err);
-            goto done;
-        }
-
-        len = sqlite3_blob_bytes(blob);
-        data += len;
-
-        name = (const char *) sqlite3_column_text(stmt, 2);
-
-        rc = avs_archive_range(b, name ? name : "",
-                               (size_t) sqlite3_column_bytes(stmt, 2), len,
-                               records, sqlite3_column_int64(stmt, 3), err);
-        if (rc != AVS_OK) {
-            goto done;
-        }
-
-        for (off = 0; off < len; off += n) {
-            if (b->io_len == AVS_ARCHIVE_IO_SIZE) {
-                rc = avs_archive_flush(b, err);
-                if (rc != AVS_OK) {
-                    goto done;
-                }
-            }
-
-            n = len - off;
-            n = ((size_t) n < AVS_ARCHIVE_IO_SIZE - b->io_len)
-                ? n : (int) (AVS_ARCHIVE_IO_SIZE - b->io_len);
-
-            src = sqlite3_blob_read(blob, b->io + b->io_len, n, off);
-            if (src != SQLITE_OK) {
-                rc = avs_sql_fail(db, src, "row read", err);
-                goto done;
-            }
-
-            b->io_len += (size_t) n;
-            b->size += n;
-        }
+    if (b->rows != job->rows || b->data != job->data_bytes) {
+        return avs_err_set(err, AVS_EINTERNAL,
+                           "archive: %s: found %" PRId64 " rows of %" PRId64
+                           " bytes, the claim took %" PRId64 " of %" PRId64,
+                           job->key, b->rows, b->data, job->rows,
+                           job->data_bytes);
     }
 
-    if (src != SQLITE_DONE) {
-        rc = avs_sql_fail(db, src, "job rows", err);
-        goto done;
+    b->ended = 1;
+
+    return AVS_OK;
+}
+
+
+/* Ends the source: its statement, blob handle and header go. */
+static void
+avs_archive_source_close(avs_build_t *b)
+{
+    if (b->blob != NULL) {
+        (void) sqlite3_blob_close(b->blob);
+        b->blob = NULL;
     }
 
-    /* the last dataset's range */
+    sqlite3_finalize(b->stmt);
+    b->stmt = NULL;
+    avs_buf_free(&b->header);
+    b->db = NULL;
+}
 
-    rc = avs_archive_range(b, NULL, 0, 0, 0, 0, err);
+
+/*
+ * s3://: the job's bytes go straight from the read snapshot into the PUT,
+ * with no temporary file: its object key is made the job's own first
+ * (avs_archive_own_key), then the bytes are read, hashed and sent as the
+ * store asks for them.  The store checks the transfer by its ETag (the
+ * MD5 of the bytes); the SHA-256 is the catalog's.
+ */
+static avs_rc_t
+avs_archive_stream(avs_cycle_t *cy, avs_build_t *b, char *etag,
+    char *sha256, avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    rc = avs_archive_begin(cy, b, err);
     if (rc != AVS_OK) {
-        goto done;
+        return rc;
     }
 
-    if (b->rows != job->rows || data != job->data_bytes) {
-        rc = avs_err_set(err, AVS_EINTERNAL,
-                         "archive: %s: found %" PRId64 " rows of %" PRId64
-                         " bytes, the claim took %" PRId64 " of %" PRId64,
-                         job->key, b->rows, data, job->rows,
-                         job->data_bytes);
+    rc = avs_archive_own_key(cy, b, err);
+    if (rc != AVS_OK) {
+        return rc;
     }
 
-done:
+    b->job->put_attempts++;
+    b->serr.rc = AVS_OK;
+    b->serr.msg[0] = '\0';
 
-    if (blob != NULL) {
-        (void) sqlite3_blob_close(blob);
+    rc = avs_store_read(cy->st, avs_archive_stream_read, b, err);
+    if (rc != AVS_OK) {
+        return rc;
     }
 
-    sqlite3_finalize(stmt);
+    memcpy(etag, b->etag, AVS_ETAG_SIZE);
+
+    rc = avs_archive_finish(b, err);
+    if (rc == AVS_OK) {
+        memcpy(sha256, b->sha256, AVS_SHA256_HEX_SIZE);
+    }
 
     return rc;
+}
+
+
+/*
+ * The read transaction of a stream: the PUT runs inside it, its body read
+ * from this snapshot.  A failure of the source is told rather than the
+ * store's account of the aborted request.
+ */
+static avs_rc_t
+avs_archive_stream_read(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    avs_build_t  *b = arg;
+    avs_job_t    *job;
+    avs_err_t     e;
+    avs_rc_t      rc;
+
+    job = b->job;
+
+    rc = avs_archive_source_open(db, b, err);
+
+    if (rc == AVS_OK) {
+        rc = avs_objstore_put_stream(b->os, job->key,
+                                     (uint64_t) (job->header_bytes
+                                                 + job->data_bytes),
+                                     avs_archive_stream_cb, b, b->etag, &e);
+
+        if (rc != AVS_OK && b->serr.rc != AVS_OK) {
+            *err = b->serr;
+            rc = b->serr.rc;
+
+        } else if (rc != AVS_OK) {
+            rc = avs_err_set(err, rc, "archive: put %s: %s", job->key,
+                             e.msg);
+        }
+    }
+
+    /* the PUT took the bytes the claim counted: the rows must end there */
+
+    if (rc == AVS_OK && !b->ended) {
+        rc = avs_archive_source_row(b, err);
+
+        if (rc == AVS_OK && !b->ended) {
+            rc = avs_err_set(err, AVS_EINTERNAL, "archive: %s: more rows "
+                             "than the claim took", job->key);
+        }
+    }
+
+    avs_archive_source_close(b);
+
+    return rc;
+}
+
+
+/* The PUT's body: the next bytes of the source, -1 when it fails. */
+static ssize_t
+avs_archive_stream_cb(void *data, uint8_t *buf, size_t len)
+{
+    avs_build_t  *b = data;
+    size_t        got;
+
+    if (avs_archive_source_read(b, buf, len, &got, &b->serr) != AVS_OK) {
+        return -1;
+    }
+
+    return (ssize_t) got;
 }
 
 
@@ -1330,40 +1577,11 @@ avs_archive_range(avs_build_t *b, const char *name, size_t name_len,
 }
 
 
-/* Appends to the file through the buffer. */
-static avs_rc_t
-avs_archive_write(avs_build_t *b, const void *p, size_t n, avs_err_t *err)
-{
-    avs_rc_t  rc;
-    size_t    k;
-
-    while (n > 0) {
-        if (b->io_len == AVS_ARCHIVE_IO_SIZE) {
-            rc = avs_archive_flush(b, err);
-            if (rc != AVS_OK) {
-                return rc;
-            }
-        }
-
-        k = AVS_ARCHIVE_IO_SIZE - b->io_len;
-        k = (n < k) ? n : k;
-
-        memcpy(b->io + b->io_len, p, k);
-        b->io_len += k;
-        b->size += (int64_t) k;
-        p = (const uint8_t *) p + k;
-        n -= k;
-    }
-
-    return AVS_OK;
-}
-
-
 /*
- * Hashes the buffer and writes it out, whatever short writes and signals
- * do.  Every few MiB of a file for file: the kernel is asked to start
- * writing back what it has (Linux): the disk then works while the rest is
- * built, and the fsync at the end waits for the last pieces only.
+ * Writes the buffer out, whatever short writes and signals do.  Every few
+ * MiB the kernel is asked to start writing back what it has (Linux): the
+ * disk then works while the rest is built, and the fsync at the end waits
+ * for the last pieces only.
  */
 static avs_rc_t
 avs_archive_flush(avs_build_t *b, avs_err_t *err)
@@ -1373,10 +1591,6 @@ avs_archive_flush(avs_build_t *b, avs_err_t *err)
 
     if (b->io_len == 0) {
         return AVS_OK;
-    }
-
-    if (!avs_sha256_update(b->md, b->io, b->io_len)) {
-        return avs_err_set(err, AVS_EINTERNAL, "archive: sha256 failed");
     }
 
     for (off = 0; off < b->io_len; off += (size_t) w) {
@@ -1441,17 +1655,16 @@ avs_archive_discard(avs_build_t *b, int unlink_file)
 
 
 /*
- * Puts the file under the job's key.  Before the job's first PUT an object
- * already there was not written by this job: it is another node's (same
- * node name) or this node's from a database started anew, and it is never
- * overwritten; the job takes the next key instead.  The PUT is counted
- * before it starts, so that a PUT whose answer was lost is repeated under
- * the same key, with the same bytes.  AVS_DONE: another archiver finished
- * the job meanwhile.
+ * Makes the job's key its own before a PUT.  Before the job's first PUT an
+ * object already there was not written by this job: it is another node's
+ * (same node name) or this node's from a database started anew, and it is
+ * never overwritten; the job takes the next key instead.  The PUT is
+ * counted before it starts, so that a PUT whose answer was lost is
+ * repeated under the same key, with the same bytes.  AVS_DONE: another
+ * archiver finished the job meanwhile.
  */
 static avs_rc_t
-avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
-    avs_err_t *err)
+avs_archive_own_key(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
 {
     avs_job_arg_t   a;
     avs_job_t      *job;
@@ -1459,6 +1672,7 @@ avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
     avs_rc_t        rc;
     uint64_t        size;
     int             rekeys;
+    char            etag[AVS_ETAG_SIZE];
 
     job = b->job;
     a.job = job;
@@ -1491,7 +1705,22 @@ avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
         }
     }
 
-    rc = avs_store_write(cy->st, avs_archive_mark_put, &a, err);
+    return avs_store_write(cy->st, avs_archive_mark_put, &a, err);
+}
+
+
+/* file: puts the file built for the job under its key (a rename). */
+static avs_rc_t
+avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
+    avs_err_t *err)
+{
+    avs_job_t  *job;
+    avs_err_t   e;
+    avs_rc_t    rc;
+
+    job = b->job;
+
+    rc = avs_archive_own_key(cy, b, err);
     if (rc != AVS_OK) {
         return rc;
     }

@@ -26,6 +26,7 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "avs_objstore.h"
 
@@ -36,6 +37,7 @@
 #define AVS_S3_ERROR_BODY        1024
 #define AVS_S3_MAX_HEADERS       5
 #define AVS_S3_CRED_LINE         4096
+#define AVS_S3_UPLOAD_BUFFER     (256 * 1024)
 
 
 struct avs_objstore_s {
@@ -62,6 +64,11 @@ typedef struct {
     const char  *payload_sha256;
     FILE        *upload;
     uint64_t     upload_size;
+    avs_objstore_read_pt  read;    /* or the body comes from here */
+    void        *read_data;
+    EVP_MD_CTX  *md5;              /* of the bytes read sent */
+    uint64_t     sent;
+    int          read_failed;
     avs_buf_t   *body;             /* where a 2xx body goes, or NULL */
     uint64_t     body_max;         /* most bytes of it accepted */
     uint64_t     body_got;
@@ -756,6 +763,41 @@ avs_s3_on_header(char *p, size_t size, size_t n, void *data)
 
 
 /*
+ * Gives libcurl the next bytes of a streamed body, from the caller's read
+ * function, and hashes them (MD5) as they go, for the ETag check.  Never
+ * more than the Content-Length announced: a producer that has more is a
+ * bug, and the request is aborted rather than cut.
+ */
+static size_t
+avs_s3_on_read(char *p, size_t size, size_t n, void *data)
+{
+    ssize_t         got;
+    size_t          len;
+    avs_s3_call_t  *call = data;
+
+    len = size * n;
+
+    if (len > call->upload_size - call->sent) {
+        len = (size_t) (call->upload_size - call->sent);
+    }
+
+    got = (len > 0) ? call->read(call->read_data, (uint8_t *) p, len) : 0;
+
+    if (got < 0 || (size_t) got > len
+        || (got == 0 && call->sent != call->upload_size)
+        || EVP_DigestUpdate(call->md5, p, (size_t) got) != 1)
+    {
+        call->read_failed = 1;
+        return CURL_READFUNC_ABORT;
+    }
+
+    call->sent += (uint64_t) got;
+
+    return (size_t) got;
+}
+
+
+/*
  * Sets the options of one request.  Timeouts: connecting may take
  * timeout_ms, and the transfer may stall (less than a byte a second) for
  * as long; there is no limit on the whole, so that a large object on a
@@ -798,6 +840,18 @@ avs_s3_setopt(avs_objstore_t *os, avs_s3_call_t *call, const char *url,
         return curl_easy_setopt(c, CURLOPT_UPLOAD, 1L) == CURLE_OK
                && curl_easy_setopt(c, CURLOPT_READDATA, call->upload)
                   == CURLE_OK
+               && curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+                                   (curl_off_t) call->upload_size)
+                  == CURLE_OK;
+    }
+
+    if (call->read != NULL) {
+        return curl_easy_setopt(c, CURLOPT_UPLOAD, 1L) == CURLE_OK
+               && curl_easy_setopt(c, CURLOPT_READFUNCTION, avs_s3_on_read)
+                  == CURLE_OK
+               && curl_easy_setopt(c, CURLOPT_READDATA, call) == CURLE_OK
+               && curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE,
+                                   (long) AVS_S3_UPLOAD_BUFFER) == CURLE_OK
                && curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
                                    (curl_off_t) call->upload_size)
                   == CURLE_OK;
@@ -1039,6 +1093,112 @@ avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
     if (rc == AVS_OK) {
         snprintf(etag, AVS_ETAG_SIZE, "%s", call.etag);
     }
+
+    return rc;
+}
+
+
+/*
+ * Compares the ETag of a single-part PUT with the MD5 of the bytes sent:
+ * S3, R2 and MinIO give the MD5 there, so a difference means the store
+ * kept other bytes than those sent (the payload is not signed).  An ETag
+ * that is not 32 hex digits is not an MD5 and cannot be checked.
+ */
+static avs_rc_t
+avs_s3_check_etag(avs_s3_call_t *call, avs_err_t *err)
+{
+    size_t          i;
+    unsigned int    len;
+    unsigned char   md[EVP_MAX_MD_SIZE];
+    char            hex[33];
+
+    static const char  digits[] = "0123456789abcdef";
+
+    if (EVP_DigestFinal_ex(call->md5, md, &len) != 1 || len != 16) {
+        return avs_err_set(err, AVS_EINTERNAL, "PUT %s: md5 failed",
+                           call->key);
+    }
+
+    for (i = 0; i < 16; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 0xf];
+    }
+
+    hex[32] = '\0';
+
+    if (strlen(call->etag) != 32 || strspn(call->etag, "0123456789abcdef"
+                                           "ABCDEF") != 32)
+    {
+        return avs_err_set(err, AVS_ESTORE,
+                           "PUT %s: the ETag \"%.64s\" is not an MD5: "
+                           "the %llu bytes sent cannot be checked",
+                           call->key, call->etag,
+                           (unsigned long long) call->sent);
+    }
+
+    if (strcasecmp(call->etag, hex) != 0) {
+        return avs_err_set(err, AVS_ESTORE,
+                           "PUT %s: the store's ETag %s is not the MD5 %s "
+                           "of the %llu bytes sent: the transfer was "
+                           "corrupted", call->key, call->etag, hex,
+                           (unsigned long long) call->sent);
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * PUT of size bytes produced while the request goes, signed
+ * UNSIGNED-PAYLOAD (their hash is not known before they are sent), then
+ * checked by the ETag.
+ */
+static avs_rc_t
+avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
+    avs_objstore_read_pt read, void *data, char etag[AVS_ETAG_SIZE],
+    avs_err_t *err)
+{
+    avs_rc_t       rc;
+    avs_s3_call_t  call;
+
+    memset(&call, 0, sizeof(avs_s3_call_t));
+    call.method = "PUT";
+    call.key = key;
+    call.payload_sha256 = AVS_SIGV4_UNSIGNED_PAYLOAD;
+    call.read = read;
+    call.read_data = data;
+    call.upload_size = size;
+    call.md5 = EVP_MD_CTX_new();
+
+    if (call.md5 == NULL
+        || EVP_DigestInit_ex(call.md5, EVP_md5(), NULL) != 1)
+    {
+        EVP_MD_CTX_free(call.md5);
+        return avs_err_set(err, AVS_ENOMEM, "PUT %s: out of memory", key);
+    }
+
+    rc = avs_s3_request(os, &call, err);
+
+    if (rc != AVS_OK && call.read_failed) {
+        rc = avs_err_set(err, AVS_ESTORE, "PUT %s: the body was cut short "
+                         "after %llu of %llu bytes", key,
+                         (unsigned long long) call.sent,
+                         (unsigned long long) size);
+    }
+
+    if (rc == AVS_OK && call.status != 200) {
+        rc = avs_s3_failed(&call, err);
+    }
+
+    if (rc == AVS_OK) {
+        rc = avs_s3_check_etag(&call, err);
+    }
+
+    if (rc == AVS_OK) {
+        snprintf(etag, AVS_ETAG_SIZE, "%s", call.etag);
+    }
+
+    EVP_MD_CTX_free(call.md5);
 
     return rc;
 }
@@ -1707,6 +1867,29 @@ avs_objstore_put_temp(avs_objstore_t *os, const char *key, const char *path,
     }
 
     return avs_file_put_temp(os, key, path, sha256, etag, err);
+}
+
+
+avs_rc_t
+avs_objstore_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
+    avs_objstore_read_pt read, void *data, char etag[AVS_ETAG_SIZE],
+    avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    etag[0] = '\0';
+
+    rc = avs_objstore_key(key, err);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    if (!os->s3) {
+        return avs_err_set(err, AVS_EINTERNAL,
+                           "put %s: a file: store takes no stream", key);
+    }
+
+    return avs_s3_put_stream(os, key, size, read, data, etag, err);
 }
 
 

@@ -19,6 +19,8 @@
 #ifndef AVS_OBJSTORE_H
 #define AVS_OBJSTORE_H
 
+#include <sys/types.h>
+
 #include "avs_base.h"
 #include "avs_sigv4.h"
 
@@ -110,6 +112,26 @@ avs_rc_t avs_objstore_temp_dir(avs_objstore_t *os, const char *key,
 avs_rc_t avs_objstore_put_temp(avs_objstore_t *os, const char *key,
     const char *path, const char *sha256, char etag[AVS_ETAG_SIZE],
     avs_err_t *err);
+
+/*
+ * Produces the next bytes of a streamed object into buf (at most len):
+ * the number written, 0 only once all were given, -1 to abort the PUT.
+ */
+typedef ssize_t (*avs_objstore_read_pt)(void *data, uint8_t *buf,
+    size_t len);
+
+/*
+ * s3:// only: PUTs exactly size bytes that read produces while the request
+ * goes, with no file in between.  The payload is signed UNSIGNED-PAYLOAD
+ * (its hash is known only at the end) and checked instead by the answer:
+ * the ETag of a single-part PUT must be the MD5 of the bytes sent, or the
+ * PUT fails (AVS_ESTORE) as a corrupted transfer.  A read that fails or
+ * ends early aborts the request before its body is whole (a store keeps
+ * no object of a PUT shorter than its Content-Length).
+ */
+avs_rc_t avs_objstore_put_stream(avs_objstore_t *os, const char *key,
+    uint64_t size, avs_objstore_read_pt read, void *data,
+    char etag[AVS_ETAG_SIZE], avs_err_t *err);
 
 /*
  * AVS_OK with the size and the tag put_file gave, AVS_DONE when there is

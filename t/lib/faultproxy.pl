@@ -11,6 +11,9 @@
 #   drop_after_put  forward a PUT (the object is stored), then close the
 #                   connection without the answer; other methods pass
 #   delay N         wait N milliseconds, then pass
+#   put_corrupt     forward a PUT with one byte of its body changed (after
+#                   the signature check: an unsigned payload still passes
+#                   it), as a transfer corrupted on the way would be
 # and for GET only (other methods pass):
 #   get_404         answer 404 NoSuchKey without forwarding
 #   get_whole       forward without the Range header: the whole object, 200
@@ -222,6 +225,11 @@ sub serve {
     }
 
     Time::HiRes::sleep($arg / 1000) if $mode eq 'delay' && $arg;
+
+    if ($mode eq 'put_corrupt' && $method eq 'PUT' && length $body) {
+        my $i = int(length($body) / 2);
+        substr($body, $i, 1) = chr(ord(substr($body, $i, 1)) ^ 0x01);
+    }
 
     my $get = $method eq 'GET' ? $mode : '';
     if ($get eq 'get_404') {

@@ -1,0 +1,161 @@
+#!/usr/bin/perl
+# The S3 archive streams each file from the hot store into its PUT (no
+# temporary file), signed UNSIGNED-PAYLOAD and checked by the ETag (the
+# MD5 of the bytes sent).  Through the fault proxy, which checks every
+# request's SigV4 signature: the streamed PUTs pass it; a PUT whose body
+# is corrupted on the way is detected by its ETag, fails, and is done
+# again by the next cycle; a worker killed after the PUT leaves the object
+# and its pending job, and the next cycle stores the same bytes under the
+# same key.  Every object is read back by python3-avro, its SHA-256 is
+# the catalog's, and each dataset is indexed once.
+
+use strict;
+use warnings;
+use Test::More;
+use Digest::MD5;
+use Digest::SHA;
+use HTTP::Tiny;
+use POSIX ();
+use Time::HiRes qw(sleep time);
+use lib 't/lib';
+use AvroTest::Nginx;
+use AvroTest::S3;
+
+my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
+my $s3 = AvroTest::S3->new($t);
+my $proxy = $s3->proxy(sigv4 => 1);
+my $cred = $s3->credentials;
+my $stop = $t->mkdir('var/stop');
+
+$t->write_conf(<<"CONF");
+env AVRO_TEST_ARCHIVE_STOP=$stop;
+worker_processes 1;
+events {}
+http {
+    avro_hot_store  %%PREFIX%%/var/hot/hot.db;
+    avro_cold_store s3://bucket/stream endpoint=http://127.0.0.1:$proxy
+                    credentials=$cred;
+    avro_archive    interval=1h segment_size=8k lease=1s node=s1;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /upload  { avro_upload; }
+        location = /archive { avro_archive_now; }
+    }
+}
+CONF
+$t->run;
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<:raw', $f or return undef;
+    local $/;
+    return <$fh>;
+}
+
+sub object { $s3->dir . "/bucket/stream/$_[0]._S3rver_object" }
+
+my ($n, %records) = (0);
+sub upload {
+    my ($ds) = @_;
+    my $f = $t->avro_gen(table => 'battle', records => 4, codec => 'deflate',
+        seed => ++$n);
+    $records{$ds} = 4;
+    return $t->post("/upload?dataset_id=$ds&table=battle&period_tag=p4",
+        'application/avro', slurp($f))->{status};
+}
+
+sub archive { $t->post('/archive', 'application/json', '', timeout => 30) }
+
+# --- streamed PUTs pass the signature check -------------------------------
+is upload("a$_"), 201, "upload a$_" for 1 .. 6;
+my $r = archive();
+is $r->{status}, 200, 'archived through the SigV4-checking proxy'
+    or diag $r->{content};
+is $r->{json}{steps_ms}{build}, 0, 'no separate build: streamed into the PUT';
+my @puts = grep { /^PUT / } do { open my $fh, '<', $t->path('logs/proxy.log'); <$fh> };
+ok @puts >= 2, scalar(@puts) . ' PUTs went through the proxy';
+ok !(grep { /refused/ } @puts), 'none refused';
+
+# --- a corrupted transfer is caught by its ETag ---------------------------
+is upload("b$_"), 201, "upload b$_" for 1 .. 3;
+$s3->fault('put_corrupt');
+$r = archive();
+is $r->{status}, 503, 'a PUT corrupted on the way: the cycle fails';
+like $r->{json}{message}, qr/is not the MD5 .* the transfer was corrupted/,
+    'the ETag differs from the MD5 of the bytes sent' or diag $r->{content};
+my ($bad) = $r->{json}{message} =~ m{(battle/p4/\w+/s1-\d+\.avro)};
+my $stored = slurp(object($bad));
+ok defined $stored, 'the store kept the corrupted object';
+is $t->sqlite(qq{SELECT state FROM archive_jobs WHERE key = '$bad'})->[0]{state},
+    'pending', 'its job stays pending';
+is $t->sqlite(q{SELECT count(*) AS n FROM buffer_logs WHERE dataset_id LIKE 'b%'})
+    ->[0]{n}, 3, 'its uploads stay hot';
+
+$s3->fault('pass');
+$r = archive();
+is $r->{status}, 200, 'store fixed: the next cycle succeeds' or diag $r->{content};
+cmp_ok $r->{json}{recovered_jobs}, '>=', 1, 'it ran the failed job again';
+isnt slurp(object($bad)), $stored, 'the object was stored again, whole';
+
+# --- kill -9 after the streamed PUT -----------------------------------------
+is upload("c$_"), 201, "upload c$_" for 1 .. 3;
+open my $fh, '>', "$stop/put.arm" or die $!;
+close $fh;
+chmod 0666, "$stop/put.arm";
+my $child = fork // die;
+if ($child == 0) {
+    HTTP::Tiny->new(timeout => 60)->post($t->url('/archive'));
+    POSIX::_exit(0);
+}
+my ($pid, $key);
+my $end = time + 20;
+while (time < $end) {
+    ($pid, $key) = (slurp("$stop/put.pid") // '') =~ /^(\d+) (\S+)\n/ and last;
+    sleep 0.05;
+}
+ok $pid, "a worker stopped after the PUT of $key" or BAIL_OUT('no stop');
+kill 'KILL', $pid;
+waitpid $child, 0;
+sleep 0.1 while AvroTest::Nginx::alive($pid);
+
+my $sha = Digest::SHA::sha256_hex(slurp(object($key)) // '');
+ok -f object($key), 'the object is there';
+is $t->sqlite(qq{SELECT state FROM archive_jobs WHERE key = '$key'})->[0]{state},
+    'pending', 'its job is pending';
+
+for (1 .. 40) {
+    $r = archive();
+    last if $r->{status} == 200 && $r->{json}{pending_jobs} == 0;
+    sleep 0.25;
+}
+is $r->{status}, 200, 'a later cycle succeeds' or diag $r->{content};
+is $r->{json}{pending_jobs}, 0, 'nothing left pending';
+is Digest::SHA::sha256_hex(slurp(object($key))), $sha, 'the same bytes under the same key';
+
+# --- what the store holds ---------------------------------------------------
+my $files = $t->sqlite('SELECT file_path, file_size, record_count, sha256, etag '
+    . 'FROM archived_files');
+my @wrong;
+for my $f (@$files) {
+    my $data = slurp(object($f->{file_path})) // '';
+    push @wrong, "$f->{file_path}: size" if length $data != $f->{file_size};
+    push @wrong, "$f->{file_path}: sha256" if Digest::SHA::sha256_hex($data) ne $f->{sha256};
+    push @wrong, "$f->{file_path}: etag" if Digest::MD5::md5_hex($data) ne $f->{etag};
+    push @wrong, "$f->{file_path}: records"
+        if @{ $t->avro_dump(object($f->{file_path})) } != $f->{record_count};
+}
+is_deeply \@wrong, [], scalar(@$files) . ' objects: size, SHA-256, ETag = MD5, '
+    . 'records read back by python3-avro';
+
+my %ix = map { $_->{d} => [$_->{n}, $_->{r}] } @{ $t->sqlite(
+    'SELECT dataset_id AS d, count(*) AS n, sum(record_count) AS r '
+    . 'FROM block_indexes GROUP BY 1') };
+my @bad = grep { !$ix{$_} || $ix{$_}[0] != 1 || $ix{$_}[1] != $records{$_} }
+    sort keys %records;
+is_deeply \@bad, [], scalar(keys %records) . ' uploads indexed once, all records';
+is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'nothing hot left';
+ok !(grep { /S3RVER/ } $t->error_log), 'no credentials in the error log';
+my @alerts = grep { !/exited on signal 9/ } $t->check_log_clean;
+is_deeply \@alerts, [], 'no alert but the killed worker';
+done_testing;
