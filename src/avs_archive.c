@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +136,26 @@ typedef struct {
 } avs_cycle_t;
 
 
+/*
+ * A job on its way through the cycle: built and put by a producer thread
+ * while the job before it is committed.
+ */
+typedef struct {
+    avs_cycle_t  *cy;
+    avs_job_t     job;
+    avs_build_t   b;
+    char          etag[AVS_ETAG_SIZE];
+    char          sha256[AVS_SHA256_HEX_SIZE];
+    int           recovered;
+    avs_rc_t      rc;
+    avs_err_t     err;
+    uint64_t      build_ms;
+    uint64_t      put_ms;
+    pthread_t     thread;
+    int           threaded;
+} avs_flight_t;
+
+
 /* The claim transaction's state. */
 typedef struct {
     avs_cycle_t  *cy;
@@ -198,10 +219,17 @@ static avs_rc_t avs_archive_claim_group(avs_claim_t *c, sqlite3 *db,
 static avs_rc_t avs_archive_make_key(char *key, const char *table,
     const char *period, const char *fp, const char *node, int64_t seq,
     avs_err_t *err);
-static avs_rc_t avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job,
-    int recovered, avs_err_t *err);
-static avs_rc_t avs_archive_build_put(avs_cycle_t *cy, avs_build_t *b,
-    char *etag, char *sha256, avs_err_t *err);
+static avs_rc_t avs_archive_start(avs_cycle_t *cy, avs_flight_t *f,
+    avs_err_t *err);
+static void *avs_archive_produce(void *data);
+static avs_rc_t avs_archive_landed(avs_cycle_t *cy, avs_flight_t *f,
+    avs_err_t *err);
+static avs_rc_t avs_archive_commit_job(avs_cycle_t *cy, avs_flight_t *f,
+    avs_err_t *err);
+static void avs_archive_failed(avs_cycle_t *cy, avs_flight_t *f,
+    avs_err_t *err);
+static avs_rc_t avs_archive_build_put(avs_cycle_t *cy, avs_flight_t *f,
+    avs_err_t *err);
 static avs_rc_t avs_archive_build(avs_cycle_t *cy, avs_build_t *b,
     avs_err_t *err);
 static avs_rc_t avs_archive_begin(avs_cycle_t *cy, avs_build_t *b,
@@ -501,37 +529,81 @@ avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
 
 /*
  * Runs the pending jobs after the cursor, oldest first, one at a time
- * (the next one is looked up when the last one is finished, so nothing
- * grows with their number).  Stops at the first failure.
+ * (the next one is looked up when the last one is put, so nothing grows
+ * with their number).  Two jobs overlap: while a producer thread builds
+ * and puts one, this thread commits the one before it; commits stay one
+ * at a time and in order.  Stops at the first failure, once the producer
+ * has ended.
  */
 static avs_rc_t
 avs_archive_run_pending(avs_cycle_t *cy, int recovered, avs_err_t *err)
 {
-    avs_next_arg_t  a;
-    avs_job_t       job;
-    avs_rc_t        rc;
+    avs_next_arg_t   a;
+    avs_flight_t    *cur, *prev;
+    avs_rc_t         rc, crc;
 
-    a.cy = cy;
-    a.job = &job;
+    prev = NULL;
+    rc = AVS_OK;
 
     for ( ;; ) {
+        cur = calloc(1, sizeof(avs_flight_t));
+        if (cur == NULL) {
+            rc = avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
+            break;
+        }
+
+        a.cy = cy;
+        a.job = &cur->job;
+
         rc = avs_store_read(cy->st, avs_archive_next_job, &a, err);
+        if (rc != AVS_OK) {
+            free(cur);
+            rc = (rc == AVS_DONE) ? AVS_OK : rc;
+            break;
+        }
+
+        cy->cursor = cur->job.id;
+        cur->recovered = recovered;
+
+        rc = avs_archive_start(cy, cur, err);
+
+        crc = AVS_OK;
+
+        if (prev != NULL) {
+            crc = avs_archive_commit_job(cy, prev, err);
+            avs_archive_discard(&prev->b, 0);
+            free(prev);
+            prev = NULL;
+        }
+
+        if (rc == AVS_OK) {
+            rc = avs_archive_landed(cy, cur, (crc == AVS_OK) ? err : NULL);
+        }
+
+        if (crc != AVS_OK || (rc != AVS_OK && rc != AVS_DONE)) {
+            avs_archive_discard(&cur->b, 0);
+            free(cur);
+            rc = (crc != AVS_OK) ? crc : rc;
+            break;
+        }
 
         if (rc == AVS_DONE) {
-            return AVS_OK;
+            free(cur);
+            continue;
         }
 
-        if (rc != AVS_OK) {
-            return rc;
-        }
-
-        cy->cursor = job.id;
-
-        rc = avs_archive_run_job(cy, &job, recovered, err);
-        if (rc != AVS_OK) {
-            return rc;
-        }
+        prev = cur;
     }
+
+    if (prev != NULL) {
+        crc = (rc == AVS_OK) ? avs_archive_commit_job(cy, prev, err)
+                             : AVS_OK;
+        rc = (rc == AVS_OK) ? crc : rc;
+        avs_archive_discard(&prev->b, 0);
+        free(prev);
+    }
+
+    return rc;
 }
 
 
@@ -813,51 +885,105 @@ avs_archive_make_key(char *key, const char *table, const char *period,
 
 
 /*
- * Runs one job through build, put and commit.  A failure is recorded on
- * the job (it stays pending) and ends the cycle; AVS_EBUSY from the lease
- * or from another archiver building the same job is not a failure of the
- * job and is not recorded.
+ * Starts a job: renews the lease, makes an S3 job's key its own (these
+ * writes are done here, not by the producer, which would wait for the
+ * commit running meanwhile), then builds and puts it in a producer
+ * thread, or here when no thread can be made.
  */
 static avs_rc_t
-avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
-    avs_err_t *err)
+avs_archive_start(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
 {
     const avs_archive_conf_t  *conf;
-    avs_archive_file_t         f;
-    avs_job_arg_t              fa;
-    avs_commit_t               c;
-    avs_build_t                b;
-    avs_err_t                  e;
     avs_rc_t                   rc;
-    int64_t                    t;
-    char                       etag[AVS_ETAG_SIZE], sha256[65];
 
     conf = cy->conf;
 
+    f->cy = cy;
+    f->b.job = &f->job;
+    f->b.fd = -1;
+    f->b.os = cy->os;
+
     if (conf->owner != NULL) {
         rc = avs_archive_lease(cy->st, conf->owner, avs_archive_ttl(conf),
-                               err);
+                               &f->err);
         if (rc != AVS_OK) {
+            *err = f->err;
             return rc;
         }
     }
 
-    memset(&b, 0, sizeof(avs_build_t));
-    b.job = job;
-    b.fd = -1;
-    b.os = cy->os;
-    etag[0] = '\0';
-    sha256[0] = '\0';
+    if (avs_objstore_is_s3(cy->os)) {
+        f->rc = avs_archive_own_key(cy, &f->b, &f->err);
 
-    /* c) and d): build then put, or for s3:// both at once */
+        if (f->rc != AVS_OK) {
+            return AVS_OK;
+        }
+
+        f->job.put_attempts++;
+    }
+
+    if (pthread_create(&f->thread, NULL, avs_archive_produce, f) == 0) {
+        f->threaded = 1;
+        return AVS_OK;
+    }
+
+    (void) avs_archive_produce(f);
+
+    return AVS_OK;
+}
+
+
+/* The producer: c) build and d) put, or for s3:// both at once. */
+static void *
+avs_archive_produce(void *data)
+{
+    avs_flight_t  *f = data;
+    avs_cycle_t   *cy;
+    int64_t        t;
+
+    cy = f->cy;
+
+    if (f->rc != AVS_OK) {
+        return NULL;
+    }
 
     if (avs_objstore_is_s3(cy->os)) {
         t = avs_archive_mono_ms();
-        rc = avs_archive_stream(cy, &b, etag, sha256, err);
-        cy->out->put_ms += (uint64_t) (avs_archive_mono_ms() - t);
+        f->rc = avs_archive_stream(cy, &f->b, f->etag, f->sha256, &f->err);
+        f->put_ms = (uint64_t) (avs_archive_mono_ms() - t);
 
     } else {
-        rc = avs_archive_build_put(cy, &b, etag, sha256, err);
+        f->rc = avs_archive_build_put(cy, f, &f->err);
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Waits for the producer of a job and judges what it did: AVS_OK when the
+ * job is put and is to be committed, AVS_DONE when there is nothing to
+ * commit (another archiver did it), else the failure, recorded on the job
+ * (it stays pending); AVS_EBUSY from the lease or from another archiver
+ * building the same job is not a failure of the job.  With err NULL the
+ * cycle already failed: the job is only waited for.
+ */
+static avs_rc_t
+avs_archive_landed(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    if (f->threaded) {
+        (void) pthread_join(f->thread, NULL);
+        f->threaded = 0;
+    }
+
+    cy->out->build_ms += f->build_ms;
+    cy->out->put_ms += f->put_ms;
+    rc = f->rc;
+
+    if (err == NULL) {
+        return AVS_EINTERNAL;
     }
 
     if (rc == AVS_DONE || rc == AVS_EBUSY) {
@@ -865,88 +991,116 @@ avs_archive_run_job(avs_cycle_t *cy, avs_job_t *job, int recovered,
         /* done by another archiver meanwhile (the file just made is ours
          * to remove), or being built by one (the file is its own) */
 
-        avs_archive_discard(&b, rc == AVS_DONE);
-        return (rc == AVS_DONE) ? AVS_OK : rc;
+        avs_archive_discard(&f->b, rc == AVS_DONE);
+
+        if (rc == AVS_EBUSY) {
+            *err = f->err;
+        }
+
+        return rc;
     }
 
     if (rc != AVS_OK) {
-        goto failed;
+        *err = f->err;
+        avs_archive_failed(cy, f, err);
+        return rc;
     }
 
     if (cy->crashed) {
-        avs_archive_discard(&b, 0);
+        *err = f->err;
         return err->rc;
     }
 
-    if (avs_archive_stop(cy, AVS_ARCHIVE_PUT, job->key, err)) {
-        avs_archive_discard(&b, 0);
+    if (avs_archive_stop(cy, AVS_ARCHIVE_PUT, f->job.key, err)) {
         return err->rc;
     }
 
-    /* e) commit */
+    return AVS_OK;
+}
+
+
+/*
+ * e) The commit of a job that is put, then f) its temporary file goes and
+ * it is counted.  A failure is recorded on the job.
+ */
+static avs_rc_t
+avs_archive_commit_job(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
+{
+    const avs_archive_conf_t  *conf;
+    avs_archive_file_t         file;
+    avs_commit_t               c;
+    avs_build_t               *b;
+    avs_rc_t                   rc;
+    int64_t                    t;
+
+    conf = cy->conf;
+    b = &f->b;
 
     memset(&c, 0, sizeof(avs_commit_t));
-    c.job = job;
-    c.b = &b;
+    c.job = &f->job;
+    c.b = b;
     c.node = conf->node;
-    c.etag = etag;
-    c.sha256 = sha256;
+    c.etag = f->etag;
+    c.sha256 = f->sha256;
 
     t = avs_archive_mono_ms();
     rc = avs_store_write(cy->st, avs_archive_commit, &c, err);
     cy->out->commit_ms += (uint64_t) (avs_archive_mono_ms() - t);
 
     if (rc == AVS_DONE) {
-        avs_archive_discard(&b, 1);
+        avs_archive_discard(b, 1);
         return AVS_OK;
     }
 
     if (rc != AVS_OK) {
-        goto failed;
+        avs_archive_failed(cy, f, err);
+        return rc;
     }
 
-    if (avs_archive_stop(cy, AVS_ARCHIVE_COMMITTED, job->key, err)) {
-        avs_archive_discard(&b, 0);
+    if (avs_archive_stop(cy, AVS_ARCHIVE_COMMITTED, f->job.key, err)) {
         return err->rc;
     }
 
-    /* f) the temporary file goes */
-
-    avs_archive_discard(&b, 1);
+    avs_archive_discard(b, 1);
 
     cy->out->files++;
     cy->out->datasets += (uint64_t) c.datasets;
-    cy->out->uploads += (uint64_t) b.rows;
-    cy->out->records += (uint64_t) b.records;
-    cy->out->bytes += (uint64_t) b.size;
-    cy->out->recovered += (recovered != 0);
+    cy->out->uploads += (uint64_t) b->rows;
+    cy->out->records += (uint64_t) b->records;
+    cy->out->bytes += (uint64_t) b->size;
+    cy->out->recovered += (f->recovered != 0);
 
     if (conf->on_file != NULL) {
-        f.key = job->key;
-        f.size = (uint64_t) b.size;
-        f.datasets = (uint64_t) c.datasets;
-        f.uploads = (uint64_t) b.rows;
-        f.records = (uint64_t) b.records;
-        f.etag = etag;
-        f.sha256 = sha256;
-        f.recovered = recovered;
+        file.key = f->job.key;
+        file.size = (uint64_t) b->size;
+        file.datasets = (uint64_t) c.datasets;
+        file.uploads = (uint64_t) b->rows;
+        file.records = (uint64_t) b->records;
+        file.etag = f->etag;
+        file.sha256 = f->sha256;
+        file.recovered = f->recovered;
 
-        conf->on_file(conf->data, &f);
+        conf->on_file(conf->data, &file);
     }
 
     return AVS_OK;
+}
 
-failed:
 
-    avs_archive_discard(&b, 1);
+/* Records a failed run on the job, which stays pending. */
+static void
+avs_archive_failed(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
+{
+    avs_job_arg_t  fa;
+    avs_err_t      e;
 
-    fa.job = job;
-    fa.node = conf->node;
+    avs_archive_discard(&f->b, 1);
+
+    fa.job = &f->job;
+    fa.node = cy->conf->node;
     fa.error = err->msg;
 
     (void) avs_store_write(cy->st, avs_archive_fail_job, &fa, &e);
-
-    return rc;
 }
 
 
@@ -958,16 +1112,17 @@ failed:
  * after the build sets cy->crashed.
  */
 static avs_rc_t
-avs_archive_build_put(avs_cycle_t *cy, avs_build_t *b, char *etag,
-    char *sha256, avs_err_t *err)
+avs_archive_build_put(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
 {
-    avs_job_t  *job;
-    avs_err_t   e;
-    avs_rc_t    rc;
-    int64_t     t;
-    char        dir[PATH_MAX];
-    int         n;
+    avs_build_t  *b;
+    avs_job_t    *job;
+    avs_err_t     e;
+    avs_rc_t      rc;
+    int64_t       t;
+    char          dir[PATH_MAX];
+    int           n;
 
+    b = &f->b;
     job = b->job;
 
     rc = avs_objstore_temp_dir(cy->os, job->key, dir, sizeof(dir), &e);
@@ -987,7 +1142,7 @@ avs_archive_build_put(avs_cycle_t *cy, avs_build_t *b, char *etag,
 
     t = avs_archive_mono_ms();
     rc = avs_archive_build(cy, b, err);
-    cy->out->build_ms += (uint64_t) (avs_archive_mono_ms() - t);
+    f->build_ms = (uint64_t) (avs_archive_mono_ms() - t);
 
     if (rc != AVS_OK) {
         return rc;
@@ -998,8 +1153,8 @@ avs_archive_build_put(avs_cycle_t *cy, avs_build_t *b, char *etag,
     }
 
     t = avs_archive_mono_ms();
-    rc = avs_archive_put(cy, b, etag, sha256, err);
-    cy->out->put_ms += (uint64_t) (avs_archive_mono_ms() - t);
+    rc = avs_archive_put(cy, b, f->etag, f->sha256, err);
+    f->put_ms = (uint64_t) (avs_archive_mono_ms() - t);
 
     return rc;
 }
@@ -1414,9 +1569,9 @@ avs_archive_source_close(avs_build_t *b)
 
 /*
  * s3://: the job's bytes go straight from the read snapshot into the PUT,
- * with no temporary file: its object key is made the job's own first
- * (avs_archive_own_key), then the bytes are read, hashed and sent as the
- * store asks for them.  The store checks the transfer by its ETag (the
+ * with no temporary file, once the key is the job's own (made so by
+ * avs_archive_start): they are read, hashed and sent as the store asks
+ * for them.  The store checks the transfer by its ETag (the
  * MD5 of the bytes); the SHA-256 is the catalog's.
  */
 static avs_rc_t
@@ -1430,12 +1585,6 @@ avs_archive_stream(avs_cycle_t *cy, avs_build_t *b, char *etag,
         return rc;
     }
 
-    rc = avs_archive_own_key(cy, b, err);
-    if (rc != AVS_OK) {
-        return rc;
-    }
-
-    b->job->put_attempts++;
     b->serr.rc = AVS_OK;
     b->serr.msg[0] = '\0';
 
