@@ -13,9 +13,10 @@
  * transaction, and does nothing for a job that is already done.
  *
  * Memory does not depend on the batch: rows are read through one blob
- * handle in 64 KiB pieces, and the per-dataset ranges of the block index
- * are computed by SQLite in the commit from the same rows in the same
- * order, not kept in memory.
+ * handle straight into a write buffer (file:) or libcurl's upload buffer
+ * (s3://, no temporary file), the per-dataset ranges of the block index go
+ * to a side file, and at most two jobs are in flight: one built and put
+ * by a producer thread while the one before it is committed.
  */
 
 #ifndef _GNU_SOURCE

@@ -1,9 +1,10 @@
 /*
  * The archiver: moves the hot rows of buffer_logs into Avro container files
  * in object storage, exactly once, and indexes where each dataset's bytes
- * are.  A cycle claims rows into jobs, then for each job builds the file in
- * a temporary file, puts it under the job's key and commits the catalog
- * rows together with the deletion of the hot rows.  A crash between any two
+ * are.  A cycle claims rows into jobs, then for each job builds the file
+ * (file: in a temporary file; s3:// straight into the PUT), puts it under
+ * the job's key and commits the catalog rows together with the deletion of
+ * the hot rows; the next job is built and put while one is committed.  A crash between any two
  * steps leaves a pending job that the next cycle runs again, with the same
  * key and the same bytes.
  *
@@ -24,7 +25,8 @@
 /* The points of a job where the test hook is called. */
 typedef enum {
     AVS_ARCHIVE_CLAIMED = 1,    /* the claim committed (key: NULL) */
-    AVS_ARCHIVE_BUILT,          /* the temporary file is written, synced */
+    AVS_ARCHIVE_BUILT,          /* file: the temporary file is written,
+                                   synced (s3:// builds into the put) */
     AVS_ARCHIVE_PUT,            /* the object is stored, not yet indexed */
     AVS_ARCHIVE_COMMITTED       /* indexed and the hot rows deleted */
 } avs_archive_step_t;
@@ -44,7 +46,8 @@ typedef struct {
 typedef struct {
     const char  *node;          /* in every key; a valid name, unique per
                                    node that shares the object store */
-    const char  *tmp_dir;       /* where the files are built */
+    const char  *tmp_dir;       /* where the side files of the block
+                                   index go */
     uint64_t     segment_size;  /* largest file, 0: 512 MiB */
     uint64_t     max_rows;      /* uploads per file, 0: no limit */
 
