@@ -39,6 +39,9 @@ ngx_http_avro_busy(ngx_int_t delta)
     if (ngx_http_avro_busy_n > 0 && !ngx_http_avro_busy_ev.timer_set) {
         ngx_http_avro_busy_ev.handler = ngx_http_avro_busy_handler;
         ngx_http_avro_busy_ev.log = ngx_cycle->log;
+
+        /* a timer's debug log reads its data as a connection: not NULL */
+        ngx_http_avro_busy_ev.data = (void *) ngx_cycle;
         ngx_add_timer(&ngx_http_avro_busy_ev, 86400000);
 
     } else if (ngx_http_avro_busy_n == 0
