@@ -559,6 +559,24 @@ ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_http_avro_param(&value[i], "payload", &v) == NGX_OK) {
+
+            if (ngx_strcmp(v.data, "signed") == 0) {
+                amcf->cold_signed_payload = 1;
+                continue;
+            }
+
+            if (ngx_strcmp(v.data, "unsigned") == 0) {
+                amcf->cold_signed_payload = 0;
+                continue;
+            }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid payload \"%V\", use \"signed\" or "
+                               "\"unsigned\"", &v);
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_http_avro_param(&value[i], "credentials", &v) == NGX_OK) {
             if (ngx_conf_full_name(cf->cycle, &v, 1) != NGX_OK) {
                 return NGX_CONF_ERROR;
@@ -1143,6 +1161,7 @@ ngx_http_avro_init_process(ngx_cycle_t *cycle)
     oc.url = (const char *) amcf->cold_store.data;
     oc.endpoint = (const char *) amcf->cold_endpoint.data;
     oc.region = (const char *) amcf->cold_region.data;
+    oc.signed_payload = (int) amcf->cold_signed_payload;
     oc.credentials = (const char *) amcf->cold_credentials.data;
     oc.timeout_ms = 60000;
 

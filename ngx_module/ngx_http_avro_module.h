@@ -38,6 +38,7 @@ typedef struct {
     ngx_str_t                  cold_store;      /* file:dir or s3://b/p */
     ngx_str_t                  cold_endpoint;
     ngx_str_t                  cold_region;
+    ngx_flag_t                 cold_signed_payload;
     ngx_str_t                  cold_credentials;
 
     ngx_flag_t                 archive;         /* avro_archive given */

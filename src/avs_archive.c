@@ -913,7 +913,7 @@ avs_archive_start(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
         }
     }
 
-    if (avs_objstore_is_s3(cy->os)) {
+    if (avs_objstore_streams(cy->os)) {
         f->rc = avs_archive_own_key(cy, &f->b, &f->err);
 
         if (f->rc != AVS_OK) {
@@ -934,7 +934,7 @@ avs_archive_start(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
 }
 
 
-/* The producer: c) build and d) put, or for s3:// both at once. */
+/* The producer: c) build and d) put, or both at once when it streams. */
 static void *
 avs_archive_produce(void *data)
 {
@@ -948,7 +948,7 @@ avs_archive_produce(void *data)
         return NULL;
     }
 
-    if (avs_objstore_is_s3(cy->os)) {
+    if (avs_objstore_streams(cy->os)) {
         t = avs_archive_mono_ms();
         f->rc = avs_archive_stream(cy, &f->b, f->etag, f->sha256, &f->err);
         f->put_ms = (uint64_t) (avs_archive_mono_ms() - t);
@@ -1106,8 +1106,8 @@ avs_archive_failed(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
 
 
 /*
- * file: builds the job's file where the store can rename it into place,
- * then puts it.  The file's name is the node's and the job's, not the
+ * Builds the job's file (file: where the store can rename it into place,
+ * s3:// with signed payloads in the temp directory), then puts it.  The file's name is the node's and the job's, not the
  * key's: a job keeps its file when it is given another key, and the same
  * job always finds, truncates and reuses the file a crash left.  A stop
  * after the build sets cy->crashed.
@@ -1131,10 +1131,13 @@ avs_archive_build_put(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
         return avs_err_set(err, rc, "archive: %s: %s", job->key, e.msg);
     }
 
-    b->in_store = 1;
+    /* s3:// with signed payloads: no directory of the store's own */
+
+    b->in_store = (dir[0] != '\0');
 
     n = snprintf(b->path, sizeof(b->path), "%s/.avs-%s-%" PRId64 ".tmp",
-                 dir, cy->conf->node, job->id);
+                 b->in_store ? dir : cy->conf->tmp_dir, cy->conf->node,
+                 job->id);
 
     if (n < 0 || (size_t) n >= sizeof(b->path)) {
         return avs_err_set(err, AVS_EINTERNAL,
@@ -1859,7 +1862,10 @@ avs_archive_own_key(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
 }
 
 
-/* file: puts the file built for the job under its key (a rename). */
+/*
+ * Puts the file built for the job under its key: file: renames it,
+ * s3:// with signed payloads sends it with its hash.
+ */
 static avs_rc_t
 avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
     avs_err_t *err)

@@ -53,6 +53,7 @@ struct avs_objstore_s {
     char      *secret_key;
     char      *session_token; /* or NULL */
     long       timeout_ms;
+    int        signed_payload;
 };
 
 
@@ -482,6 +483,7 @@ avs_s3_open(avs_objstore_t *os, const avs_objstore_conf_t *conf,
 
     os->timeout_ms = conf->timeout_ms ? (long) conf->timeout_ms
                                       : AVS_OBJSTORE_TIMEOUT_MS;
+    os->signed_payload = conf->signed_payload;
 
     rc = avs_s3_endpoint(os, conf->endpoint, err);
     if (rc != AVS_OK) {
@@ -567,6 +569,18 @@ int
 avs_objstore_is_s3(const avs_objstore_t *os)
 {
     return os->s3;
+}
+
+
+/*
+ * Whether an object may be streamed into its PUT (avs_objstore_put_stream):
+ * S3 unless the operator asked for signed payloads, which a bucket whose
+ * ETags are not MD5s (SSE-KMS, SSE-C) needs to check what it kept.
+ */
+int
+avs_objstore_streams(const avs_objstore_t *os)
+{
+    return os->s3 && !os->signed_payload;
 }
 
 
@@ -1131,7 +1145,8 @@ avs_s3_check_etag(avs_s3_call_t *call, avs_err_t *err)
     {
         return avs_err_set(err, AVS_ESTORE,
                            "PUT %s: the ETag \"%.64s\" is not an MD5: "
-                           "the %llu bytes sent cannot be checked",
+                           "the %llu bytes sent cannot be checked (a store "
+                           "whose ETags are not MD5s needs payload=signed)",
                            call->key, call->etag,
                            (unsigned long long) call->sent);
     }
@@ -1140,7 +1155,8 @@ avs_s3_check_etag(avs_s3_call_t *call, avs_err_t *err)
         return avs_err_set(err, AVS_ESTORE,
                            "PUT %s: the store's ETag %s is not the MD5 %s "
                            "of the %llu bytes sent: the transfer was "
-                           "corrupted", call->key, call->etag, hex,
+                           "corrupted, or the bucket's ETags are not MD5s "
+                           "(SSE-KMS, SSE-C: use payload=signed)", call->key, call->etag, hex,
                            (unsigned long long) call->sent);
     }
 

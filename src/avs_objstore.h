@@ -36,6 +36,7 @@ typedef struct {
     const char  *region;        /* s3: default us-east-1 (R2: auto) */
     const char  *credentials;   /* s3: path of the credentials file */
     unsigned     timeout_ms;    /* s3: connect, and longest stall */
+    int          signed_payload; /* s3: PUT only hashed, signed files */
 } avs_objstore_conf_t;
 
 
@@ -78,6 +79,7 @@ void avs_objstore_close(avs_objstore_t *os);
 
 /* 1 for an s3:// store, 0 for file:. */
 int avs_objstore_is_s3(const avs_objstore_t *os);
+int avs_objstore_streams(const avs_objstore_t *os);
 
 /*
  * Stores the local file at path under key, atomically: readers see the

@@ -14,6 +14,9 @@
 #   put_corrupt     forward a PUT with one byte of its body changed (after
 #                   the signature check: an unsigned payload still passes
 #                   it), as a transfer corrupted on the way would be
+#   put_corrupt_early  the same before the signature check: a signed
+#                   payload's hash no longer matches, as a store that
+#                   checks it would find
 # and for GET only (other methods pass):
 #   get_404         answer 404 NoSuchKey without forwarding
 #   get_whole       forward without the Range header: the whole object, 200
@@ -79,6 +82,14 @@ sub read_head {
         return if length $buf > 1 << 20;
     }
     return split /\r\n\r\n/, $buf, 2;
+}
+
+# Changes one byte in the middle of a request body.
+sub corrupt {
+    my ($body) = @_;
+    return unless length $$body;
+    my $i = int(length($$body) / 2);
+    substr($$body, $i, 1) = chr(ord(substr($$body, $i, 1)) ^ 0x01);
 }
 
 sub read_body {
@@ -189,7 +200,10 @@ sub serve {
     }
 
     my ($mode, $arg) = mode();
-    print "$method $target: $mode\n";
+    my $payload = $method ne 'PUT' ? ''
+        : ($first{'x-amz-content-sha256'} // '') eq 'UNSIGNED-PAYLOAD'
+        ? ' (unsigned payload)' : ' (signed payload)';
+    print "$method $target: $mode$payload\n";
 
     if ($first{'transfer-encoding'}) {
         answer($c, '501 Not Implemented', 'NotImplemented', 'chunked bodies');
@@ -215,6 +229,8 @@ sub serve {
     }
     return if $mode eq 'drop';
 
+    corrupt(\$body) if $mode eq 'put_corrupt_early' && $method eq 'PUT';
+
     if ($ACCESS) {
         my @bad = check_sigv4($method, $target, \@headers, $body);
         if (@bad) {
@@ -226,10 +242,7 @@ sub serve {
 
     Time::HiRes::sleep($arg / 1000) if $mode eq 'delay' && $arg;
 
-    if ($mode eq 'put_corrupt' && $method eq 'PUT' && length $body) {
-        my $i = int(length($body) / 2);
-        substr($body, $i, 1) = chr(ord(substr($body, $i, 1)) ^ 0x01);
-    }
+    corrupt(\$body) if $mode eq 'put_corrupt' && $method eq 'PUT';
 
     my $get = $method eq 'GET' ? $mode : '';
     if ($get eq 'get_404') {

@@ -9,9 +9,15 @@ package AvroTest::S3;
 #   $s3->credentials;                    # a credentials file for it
 #   my $p = $s3->proxy; $s3->fault('503');   # proxy port, switch faults
 #   $s3->proxy(sigv4 => 1);              # the proxy also checks signatures
+#   $s3->object("bucket/pfx/$key");      # where s3rver keeps an object
+#   $s3->bad_objects('bucket/pfx');      # archived_files rows it disagrees with
+#   $s3->proxied('PUT');                 # the proxy's log lines of PUTs
+#   AvroTest::S3::slurp($file);          # a file's bytes, undef if none
 
 use strict;
 use warnings;
+use Digest::MD5;
+use Digest::SHA;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 
@@ -88,6 +94,42 @@ sub fault {
     open my $fh, '>', $self->{mode} or die $!;
     print $fh "$mode\n";
     close $fh;
+}
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<:raw', $f or return undef;
+    local $/;
+    return <$fh>;
+}
+
+sub object { "$_[0]{dir}/$_[1]._S3rver_object" }
+
+sub proxied {
+    my ($self, $method) = @_;
+    open my $fh, '<', $self->{t}->path('logs/proxy.log') or return ();
+    return grep { /^$method / } <$fh>;
+}
+
+# Checks every archived_files row against the object s3rver holds under
+# $where (bucket/prefix): size, SHA-256, ETag = MD5, and the record count
+# read back by python3-avro.  Returns what differs.
+sub bad_objects {
+    my ($self, $where) = @_;
+    my $t = $self->{t};
+    my @wrong;
+    for my $f (@{ $t->sqlite('SELECT file_path, file_size, record_count, '
+                             . 'sha256, etag FROM archived_files') }) {
+        my $file = $self->object("$where/$f->{file_path}");
+        my $data = slurp($file) // '';
+        my $p = $f->{file_path};
+        push @wrong, "$p: size" if length $data != $f->{file_size};
+        push @wrong, "$p: sha256" if Digest::SHA::sha256_hex($data) ne $f->{sha256};
+        push @wrong, "$p: etag" if Digest::MD5::md5_hex($data) ne $f->{etag};
+        push @wrong, "$p: records"
+            if @{ $t->avro_dump($file) } != $f->{record_count};
+    }
+    return @wrong;
 }
 
 1;
