@@ -53,6 +53,7 @@
 #define AVS_STREAM_MAX_BYTES        (16 * 1024 * 1024)
 #define AVS_STORE_READERS           4
 #define AVS_STORE_CHECKPOINT_WAIT   500
+#define AVS_STORE_CACHE_BULK        64
 
 
 /* The prepared statements of the write connection, reused for its life. */
@@ -173,6 +174,7 @@ static int64_t avs_store_clock_ms(clockid_t clock);
 static avs_rc_t avs_store_rc(int src);
 static avs_rc_t avs_store_fail(avs_store_t *st, sqlite3 *db, int src,
     const char *what, avs_err_t *err);
+static void avs_store_sqlite_config(void);
 static avs_rc_t avs_store_open_db(avs_store_t *st, sqlite3 **db, int flags,
     avs_err_t *err);
 static avs_rc_t avs_store_pragma(avs_store_t *st, const char *sql,
@@ -396,14 +398,35 @@ failed:
 
 
 /*
+ * SQLite's settings for the whole process, made before its first use
+ * (later, sqlite3_config refuses and the defaults stay).  Each connection
+ * gets its page cache in one piece of AVS_STORE_CACHE_BULK pages, which it
+ * reuses: SQLite empties a connection's cache whenever another process
+ * committed, and with pages allocated one by one, every commit of the
+ * other worker made this one free its pages and fault fresh ones in
+ * (glibc gives a pool thread's freed memory back to the kernel).
+ */
+static void
+avs_store_sqlite_config(void)
+{
+    (void) sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0,
+                          AVS_STORE_CACHE_BULK);
+}
+
+
+/*
  * Opens one connection with the settings both connections share.  A
  * connection that failed to open still has to be closed.
  */
 static avs_rc_t
 avs_store_open_db(avs_store_t *st, sqlite3 **db, int flags, avs_err_t *err)
 {
+    static pthread_once_t  once = PTHREAD_ONCE_INIT;
+
     avs_rc_t  rc;
     int       src;
+
+    (void) pthread_once(&once, avs_store_sqlite_config);
 
     src = sqlite3_open_v2(st->path, db, flags | SQLITE_OPEN_FULLMUTEX, NULL);
 
