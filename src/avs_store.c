@@ -209,6 +209,9 @@ static avs_rc_t avs_stream_find(avs_store_t *st, const char *table,
     const char *fp_hex, avs_stream_t *out, int *found, avs_err_t *err);
 static avs_rc_t avs_row_check(const avs_row_t *row, size_t i,
     avs_err_t *err);
+static int avs_row_find(avs_store_t *st, avs_row_t *row);
+static int avs_row_insert(avs_store_t *st, const avs_row_t *row,
+    int64_t now);
 static avs_rc_t avs_row_store(avs_store_t *st, avs_row_t *row, size_t i,
     int64_t now, avs_err_t *err);
 static size_t avs_store_give(void *arg, avs_batch_t ***batches);
@@ -1746,15 +1749,58 @@ avs_row_check(const avs_row_t *row, size_t i, avs_err_t *err)
 /*
  * Stores one row, unless the same upload of the same dataset and table is
  * already hot (possibly from earlier in this transaction): then the row
- * gets that id and is marked duplicate.
+ * gets that id and is marked duplicate.  The INSERT comes first and the
+ * unique index idx_buffer_dedup refuses a duplicate before anything is
+ * written, so a fresh upload (the common case) costs one search of that
+ * index instead of two.
  */
 static avs_rc_t
 avs_row_store(avs_store_t *st, avs_row_t *row, size_t i, int64_t now,
     avs_err_t *err)
 {
+    char  what[64];
+    int   src;
+
+    src = avs_row_insert(st, row, now);
+
+    if (src == SQLITE_DONE) {
+        row->id = sqlite3_last_insert_rowid(st->db);
+        row->duplicate = 0;
+        return AVS_OK;
+    }
+
+    if (src == SQLITE_CONSTRAINT_UNIQUE) {
+        src = avs_row_find(st, row);
+
+        if (src == SQLITE_ROW) {
+            row->duplicate = 1;
+            return AVS_OK;
+        }
+
+        snprintf(what, sizeof(what), "row %zu: lookup", i + 1);
+
+        if (src == SQLITE_DONE) {
+            return avs_err_set(err, AVS_EINTERNAL, "hot store: %s: the "
+                               "duplicate is not there", what);
+        }
+
+    } else {
+        snprintf(what, sizeof(what), "row %zu: insert", i + 1);
+    }
+
+    return avs_store_fail(NULL, st->db, src, what, err);
+}
+
+
+/*
+ * The id of the hot row of the same upload, dataset and table into
+ * row->id: SQLITE_ROW when there is one.  The statement is reset after,
+ * its error message left in the connection.
+ */
+static int
+avs_row_find(avs_store_t *st, avs_row_t *row)
+{
     sqlite3_stmt  *stmt;
-    avs_rc_t       rc;
-    char           what[64];
     int            src;
 
     stmt = st->stmt[AVS_ST_FIND_ROW];
@@ -1773,19 +1819,23 @@ avs_row_store(avs_store_t *st, avs_row_t *row, size_t i, int64_t now,
 
     if (src == SQLITE_ROW) {
         row->id = sqlite3_column_int64(stmt, 0);
-        row->duplicate = 1;
-        avs_store_reset(stmt);
-        return AVS_OK;
-    }
-
-    if (src != SQLITE_DONE) {
-        snprintf(what, sizeof(what), "row %zu: lookup", i + 1);
-        rc = avs_store_fail(NULL, st->db, src, what, err);
-        avs_store_reset(stmt);
-        return rc;
     }
 
     avs_store_reset(stmt);
+
+    return src;
+}
+
+
+/*
+ * Runs the INSERT of one row: SQLITE_DONE when stored, else SQLite's
+ * (extended) code, SQLITE_CONSTRAINT_UNIQUE for a duplicate.
+ */
+static int
+avs_row_insert(avs_store_t *st, const avs_row_t *row, int64_t now)
+{
+    sqlite3_stmt  *stmt;
+    int            src;
 
     stmt = st->stmt[AVS_ST_INSERT_ROW];
 
@@ -1837,19 +1887,9 @@ avs_row_store(avs_store_t *st, avs_row_t *row, size_t i, int64_t now,
         src = sqlite3_step(stmt);
     }
 
-    if (src != SQLITE_DONE) {
-        snprintf(what, sizeof(what), "row %zu: insert", i + 1);
-        rc = avs_store_fail(NULL, st->db, src, what, err);
-        avs_store_reset(stmt);
-        return rc;
-    }
-
     avs_store_reset(stmt);
 
-    row->id = sqlite3_last_insert_rowid(st->db);
-    row->duplicate = 0;
-
-    return AVS_OK;
+    return src;
 }
 
 
