@@ -1184,7 +1184,7 @@ avs_stream_cached(avs_store_t *st, const char *table,
     avs_rc_t             rc;
     size_t               len;
 
-    len = strlen(schema->canonical);
+    len = schema->canonical_len;
     rc = AVS_DONE;
 
     pthread_mutex_lock(&st->cache_mutex);
@@ -1231,7 +1231,7 @@ avs_stream_remember(avs_store_t *st, const char *table,
     size_t               tlen, clen, size;
 
     tlen = strlen(table);
-    clen = strlen(schema->canonical);
+    clen = schema->canonical_len;
     size = sizeof(avs_stream_entry_t) + tlen + 1 + clen + 1;
 
     e = malloc(size);
