@@ -12,6 +12,10 @@
 #include "avs_names.h"
 #include "avs_upload.h"
 
+
+/* Bytes reserved for an answer: one file's takes about 450. */
+#define AVS_INGEST_ANSWER_SIZE  1024
+
 typedef struct avs_ingest_work_s {
     avs_envelope_t   envl;
     const char      *dataset;
@@ -21,6 +25,8 @@ typedef struct avs_ingest_work_s {
     size_t           nfiles;
     avs_upload_t    *uploads;
     avs_row_t       *rows;
+    avs_upload_t     upload;        /* uploads of a one-file request */
+    avs_row_t        row;           /* rows of a one-file request */
 } avs_ingest_work_t;
 
 
@@ -279,8 +285,14 @@ avs_ingest_validate(const avs_ingest_env_t *env, avs_ingest_t *req,
         goto refused;
     }
 
-    w->uploads = calloc(w->nfiles, sizeof(avs_upload_t));
-    w->rows = calloc(w->nfiles, sizeof(avs_row_t));
+    if (w->nfiles == 1) {
+        w->uploads = &w->upload;
+        w->rows = &w->row;
+
+    } else {
+        w->uploads = calloc(w->nfiles, sizeof(avs_upload_t));
+        w->rows = calloc(w->nfiles, sizeof(avs_row_t));
+    }
 
     if (w->uploads == NULL || w->rows == NULL) {
         rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
@@ -344,7 +356,11 @@ avs_ingest_answer(avs_ingest_t *req)
 
     req->response.len = 0;
 
-    if (avs_ingest_answer_json(req->work, req) != AVS_OK) {
+    /* room for a one-file answer, so that it is built without growing */
+
+    if (avs_buf_reserve(&req->response, AVS_INGEST_ANSWER_SIZE) != AVS_OK
+        || avs_ingest_answer_json(req->work, req) != AVS_OK)
+    {
         avs_err_set(&req->err, AVS_ENOMEM, "cannot build the answer");
         avs_ingest_refuse(req);
     }
@@ -367,8 +383,11 @@ avs_ingest_free(const avs_ingest_env_t *env, avs_ingest_t *req)
         avs_upload_free(&w->uploads[i], env->schemas);
     }
 
-    free(w->uploads);
-    free(w->rows);
+    if (w->uploads != &w->upload) {
+        free(w->uploads);
+        free(w->rows);
+    }
+
     avs_envelope_free(&w->envl);
     free(w);
 

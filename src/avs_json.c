@@ -15,27 +15,40 @@ avs_json_string(avs_buf_t *b, const char *s, size_t n)
     static const char  hex[] = "0123456789abcdef";
     unsigned char      c;
     avs_rc_t           rc;
-    size_t             i;
+    size_t             i, run;
     char               esc[6];
 
     rc = avs_buf_append(b, "\"", 1);
 
-    for (i = 0; rc == AVS_OK && i < n; i++) {
+    /* runs of characters that need no escape are copied whole */
+
+    for (i = 0; rc == AVS_OK && i < n; i += run) {
+        for (run = 0; i + run < n; run++) {
+            c = (unsigned char) s[i + run];
+
+            if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f) {
+                break;
+            }
+        }
+
+        if (run > 0) {
+            rc = avs_buf_append(b, &s[i], run);
+            continue;
+        }
+
         c = (unsigned char) s[i];
+        run = 1;
 
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char) c;
             rc = avs_buf_append(b, esc, 2);
 
-        } else if (c < 0x20 || c >= 0x7f) {
+        } else {
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[c >> 4];
             esc[5] = hex[c & 0x0f];
             rc = avs_buf_append(b, esc, 6);
-
-        } else {
-            rc = avs_buf_append(b, &s[i], 1);
         }
     }
 
@@ -111,6 +124,31 @@ avs_json_field_str(avs_buf_t *b, const char *key, const char *v)
 }
 
 
+/*
+ * Appends the decimal digits of v, with a minus sign when neg: the answer
+ * of every upload has several numbers, which vsnprintf made costly.
+ */
+static avs_rc_t
+avs_json_number(avs_buf_t *b, uint64_t v, int neg)
+{
+    char   tmp[24];
+    char  *p;
+
+    p = tmp + sizeof(tmp);
+
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+
+    if (neg) {
+        *--p = '-';
+    }
+
+    return avs_buf_append(b, p, (size_t) (tmp + sizeof(tmp) - p));
+}
+
+
 avs_rc_t
 avs_json_field_u64(avs_buf_t *b, const char *key, uint64_t v)
 {
@@ -118,7 +156,7 @@ avs_json_field_u64(avs_buf_t *b, const char *key, uint64_t v)
 
     rc = avs_json_key(b, key);
     if (rc == AVS_OK) {
-        rc = avs_json_raw(b, "%llu", (unsigned long long) v);
+        rc = avs_json_number(b, v, 0);
     }
 
     return rc;
@@ -132,7 +170,8 @@ avs_json_field_i64(avs_buf_t *b, const char *key, int64_t v)
 
     rc = avs_json_key(b, key);
     if (rc == AVS_OK) {
-        rc = avs_json_raw(b, "%lld", (long long) v);
+        rc = avs_json_number(b, v < 0 ? 0 - (uint64_t) v : (uint64_t) v,
+                             v < 0);
     }
 
     return rc;
@@ -146,7 +185,8 @@ avs_json_field_bool(avs_buf_t *b, const char *key, int v)
 
     rc = avs_json_key(b, key);
     if (rc == AVS_OK) {
-        rc = avs_json_raw(b, "%s", v ? "true" : "false");
+        rc = v ? avs_buf_append(b, "true", 4)
+               : avs_buf_append(b, "false", 5);
     }
 
     return rc;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,11 @@
 #include <openssl/hmac.h>
 
 #include "avs_sigv4.h"
+
+
+static void avs_sha256_fetch(void);
+
+static EVP_MD  *avs_sha256_fetched;
 
 
 #define AVS_SHA256_LEN          32
@@ -859,13 +865,36 @@ avs_sigv4_amz_date(time_t t, char out[AVS_SIGV4_DATE_SIZE])
 }
 
 
+/*
+ * SHA-256 as fetched once from OpenSSL's provider: EVP_sha256() makes
+ * every digest look its implementation up again, which costs a fifth of
+ * hashing a 4 KiB upload.  Kept for the life of the process.
+ */
+static const EVP_MD *
+avs_sha256_md(void)
+{
+    static pthread_once_t   once = PTHREAD_ONCE_INIT;
+
+    (void) pthread_once(&once, avs_sha256_fetch);
+
+    return avs_sha256_fetched != NULL ? avs_sha256_fetched : EVP_sha256();
+}
+
+
+static void
+avs_sha256_fetch(void)
+{
+    avs_sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+
 avs_rc_t
 avs_sha256_hex(const void *p, size_t n, char out[AVS_SHA256_HEX_SIZE])
 {
     unsigned int   len;
     unsigned char  md[EVP_MAX_MD_SIZE];
 
-    if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1
+    if (EVP_Digest(p, n, md, &len, avs_sha256_md(), NULL) != 1
         || len != AVS_SHA256_LEN)
     {
         out[0] = '\0';
@@ -886,7 +915,7 @@ avs_sha256_new(void)
 
     ctx = EVP_MD_CTX_new();
 
-    if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+    if (ctx != NULL && EVP_DigestInit_ex(ctx, avs_sha256_md(), NULL) != 1) {
         EVP_MD_CTX_free(ctx);
         ctx = NULL;
     }

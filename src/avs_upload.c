@@ -90,6 +90,15 @@ avs_upload_reframe(avs_upload_t *u, avs_codec_t codec, int level,
     index = 0;
     items = lim->max_upload;
 
+    /*
+     * Blocks kept in their codec take as many bytes as in the upload: one
+     * allocation instead of the buffer's doublings.  Only a hint for
+     * blocks compressed again.
+     */
+    if (avs_buf_reserve(&u->blocks, u->file_len - pos) != AVS_OK) {
+        return avs_err_set(err, AVS_ENOMEM, "out of memory");
+    }
+
     for ( ;; ) {
         rc = avs_ocf_next_block(u->file, u->file_len, &u->header, &pos,
                                 &index, &b, err);

@@ -264,6 +264,20 @@ test_json(void)
     is_str((char *) b.data, "{\"status\":400,\"error\":\"malformed\","
            "\"message\":\"block 3: sync marker mismatch\"}\n", "error body");
     avs_buf_free(&b);
+
+    avs_buf_append(&b, "{", 1);
+    avs_json_field_i64(&b, "a", 0);
+    avs_json_field_i64(&b, "b", -42);
+    avs_json_field_i64(&b, "c", INT64_MIN);
+    avs_json_field_u64(&b, "d", UINT64_MAX);
+    avs_json_field_bool(&b, "e", 1);
+    avs_json_field_bool(&b, "f", 0);
+    avs_json_field_str(&b, "g", "plain run");
+    avs_buf_append(&b, "}", 2);
+    is_str((char *) b.data, "{\"a\":0,\"b\":-42,\"c\":-9223372036854775808,"
+           "\"d\":18446744073709551615,\"e\":true,\"f\":false,"
+           "\"g\":\"plain run\"}", "numbers, booleans, strings");
+    avs_buf_free(&b);
 }
 
 
