@@ -70,17 +70,36 @@ CONF
 
 hot_bytes() { curl -s http://127.0.0.1:$PORT/status | sed 's/.*"hot":{[^}]*"bytes":\([0-9]*\).*/\1/'; }
 rss() { ps -o rss= --ppid "$(cat $dir/nginx.pid)" | awk '{s += $1} END {print s}'; }
+
+# Samples the workers' summed VmRSS every 50 ms until SIGTERM, then writes
+# the peak to $1: one process that forks nothing, so that sampling takes
+# no CPU from the cycle it measures.
+sample_rss() {
+    perl -e '
+        my ($out, @pids) = @ARGV;
+        my $peak = 0;
+        $SIG{TERM} = sub {
+            open my $fh, ">", $out or die; print $fh "$peak\n"; exit 0 };
+        while (1) {
+            my $sum = 0;
+            for my $p (@pids) {
+                open my $fh, "<", "/proc/$p/status" or next;
+                while (<$fh>) { $sum += $1 if /^VmRSS:\s+(\d+)/ }
+            }
+            $peak = $sum if $sum > $peak;
+            select undef, undef, undef, 0.05;
+        }' "$@" &
+}
 json_field() { echo "$1" | sed "s/.*\"$2\":\([0-9]*\).*/\1/"; }
 
 # cycle NAME: one avro_archive_now, timed, with the workers' RSS sampled
-# every 50 ms; sets summary, secs, growth.  Dirty pages of earlier steps
+# every 50 ms (sample_rss); sets summary, secs, growth.  Dirty pages of earlier steps
 # are written out first, so that each side starts from the same state.
 cycle() {
     local rss0 peak sampler start end
     sync
     rss0=$(rss)
-    echo "$rss0" > $dir/peak
-    ( while sleep 0.05; do r=$(rss); [ "$r" -gt "$(cat $dir/peak)" ] && echo "$r" > $dir/peak; done ) &
+    sample_rss $dir/peak $(pgrep -P "$(cat $dir/nginx.pid)")
     sampler=$!
     start=$(date +%s.%N)
     summary=$(curl -s -X POST http://127.0.0.1:$PORT/archive)
@@ -88,6 +107,7 @@ cycle() {
     kill $sampler
     wait $sampler 2> /dev/null || true
     peak=$(cat $dir/peak)
+    [ "$peak" -gt "$rss0" ] || peak=$rss0
     secs=$(echo "$end - $start" | bc -l)
     growth=$((peak - rss0))
     echo "$1 cycle: $summary"
