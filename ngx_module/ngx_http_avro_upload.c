@@ -238,9 +238,10 @@ ngx_http_avro_upload_validate(ngx_http_request_t *r,
 
 
 /*
- * Lays the body out in one contiguous piece (NGX_DECLINED: no body).  Parts in memory are copied
- * now; parts nginx buffered to a temporary file are noted and read in the
- * pool thread, since reading a file can wait.
+ * Lays the body out in one contiguous piece (NGX_DECLINED: no body).
+ * Parts in memory are copied now; parts nginx buffered to a temporary
+ * file are noted and read in the pool thread, since reading a file can
+ * wait.
  */
 static ngx_int_t
 ngx_http_avro_upload_collect(ngx_http_request_t *r,

@@ -1107,9 +1107,10 @@ avs_archive_failed(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
 
 /*
  * Builds the job's file (file: where the store can rename it into place,
- * s3:// with signed payloads in the temp directory), then puts it.  The file's name is the node's and the job's, not the
- * key's: a job keeps its file when it is given another key, and the same
- * job always finds, truncates and reuses the file a crash left.  A stop
+ * s3:// with signed payloads in the temp directory), then puts it.  The
+ * file's name is the node's and the job's, not the key's: a job keeps its
+ * file when it is given another key, and the same job always finds,
+ * truncates and reuses the file a crash left.  A stop
  * after the build sets cy->crashed.
  */
 static avs_rc_t

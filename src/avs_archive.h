@@ -2,11 +2,12 @@
  * The archiver: moves the hot rows of buffer_logs into Avro container files
  * in object storage, exactly once, and indexes where each dataset's bytes
  * are.  A cycle claims rows into jobs, then for each job builds the file
- * (file: in a temporary file; s3:// straight into the PUT), puts it under
- * the job's key and commits the catalog rows together with the deletion of
- * the hot rows; the next job is built and put while one is committed.  A crash between any two
- * steps leaves a pending job that the next cycle runs again, with the same
- * key and the same bytes.
+ * (file:, and s3:// with signed payloads, in a temporary file; s3://
+ * otherwise straight into the PUT), puts it under the job's key and
+ * commits the catalog rows together with the deletion of the hot rows; the
+ * next job is built and put while one is committed.  A crash between any
+ * two steps leaves a pending job that the next cycle runs again, with the
+ * same key and the same bytes.
  *
  * Every function here waits (SQLite lock, disk, network): run them off the
  * event loop.  One archiver at a time: take the lease first.

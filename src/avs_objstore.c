@@ -1156,7 +1156,8 @@ avs_s3_check_etag(avs_s3_call_t *call, avs_err_t *err)
                            "PUT %s: the store's ETag %s is not the MD5 %s "
                            "of the %llu bytes sent: the transfer was "
                            "corrupted, or the bucket's ETags are not MD5s "
-                           "(SSE-KMS, SSE-C: use payload=signed)", call->key, call->etag, hex,
+                           "(SSE-KMS, SSE-C: use payload=signed)",
+                           call->key, call->etag, hex,
                            (unsigned long long) call->sent);
     }
 
