@@ -94,6 +94,7 @@ typedef struct {
     int           fd;
     int           in_store;         /* built where the store renames it */
     int           moved;            /* the store took it */
+    int           owned;            /* its lock held: ours to remove */
     uint8_t      *io;
     size_t        io_len;
     int64_t       size;             /* bytes produced */
@@ -984,15 +985,21 @@ avs_archive_landed(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
     rc = f->rc;
 
     if (err == NULL) {
+
+        /* the job is left to the next cycle or to another archiver: the
+         * file made for it goes, unless a simulated crash leaves it */
+
+        avs_archive_discard(&f->b, !cy->crashed);
+
         return AVS_EINTERNAL;
     }
 
     if (rc == AVS_DONE || rc == AVS_EBUSY) {
 
-        /* done by another archiver meanwhile (the file just made is ours
-         * to remove), or being built by one (the file is its own) */
+        /* done by another archiver meanwhile, or being built or changed
+         * by one: a file made here goes (one it holds is not ours) */
 
-        avs_archive_discard(&f->b, rc == AVS_DONE);
+        avs_archive_discard(&f->b, 1);
 
         if (rc == AVS_EBUSY) {
             *err = f->err;
@@ -1271,6 +1278,8 @@ avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
                            "archive: %s was put by another process",
                            b->job->key);
     }
+
+    b->owned = 1;
 
     if (ftruncate(b->fd, 0) == -1) {
         return avs_err_set(err, AVS_ESTORE, "archive: truncate %s: %s",
@@ -1780,14 +1789,14 @@ avs_archive_flush(avs_build_t *b, avs_err_t *err)
 
 
 /*
- * Ends the life of a temporary file: removed, unless a simulated crash
- * leaves it (the next run truncates it) or the store took it, then
- * closed, which drops the lock.
+ * Ends the life of a temporary file: removed if this build holds its lock,
+ * unless a simulated crash leaves it (the next run truncates it) or the
+ * store took it, then closed, which drops the lock.
  */
 static void
 avs_archive_discard(avs_build_t *b, int unlink_file)
 {
-    if (unlink_file && b->fd != -1 && !b->moved) {
+    if (unlink_file && b->owned && b->fd != -1 && !b->moved) {
         (void) unlink(b->path);
     }
 
