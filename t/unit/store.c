@@ -227,6 +227,13 @@ test_open(void)
                      "'idx_buffer_search', 'idx_buffer_dedup', "
                      "'idx_buffer_archive')"), 6,
            "tables and indexes are there");
+    is_int(query_int("SELECT count(*) FROM sqlite_master WHERE name IN "
+                     "('block_indexes', "
+                     "'idx_block_indexes_dataset_table')"), 2,
+           "the block index and its read index are there");
+    is_int(query_int("SELECT count(*) FROM sqlite_master WHERE name = "
+                     "'idx_block_indexes_dataset_period'"), 0,
+           "003 dropped the block index's unused period index");
 
     avs_store_close(st);
 
