@@ -11,7 +11,11 @@
 # The same hot store serves both cycles (a copy is taken after the fill).
 # Prints MB/s of each side and their ratio, where the cycle's time went,
 # the compression against gzip -6 of the same records, and the peak RSS
-# growth of the workers during each cycle.  Run it alone on the machine:
+# growth of the workers during each cycle.  It does BENCH_ROUNDS rounds
+# (default 3), each restoring the hot store from the copy, and prints
+# every round and the median of the rounds' ratios: s3rver's own CPU time
+# for the same bytes varies by a third from one minute to the next.  Run
+# it alone on the machine:
 #
 #   flock /tmp/avro-bench.lock bash bench/archive.sh
 set -euo pipefail
@@ -19,6 +23,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 BYTES=${BENCH_BYTES:-1073741824}
+ROUNDS=${BENCH_ROUNDS:-3}
 PORT=${BENCH_PORT:-18472}
 S3PORT=${BENCH_S3_PORT:-18473}
 dir=$(mktemp -d /tmp/avro-archive-bench.XXXXXX)
@@ -35,6 +40,7 @@ stop_nginx() {
 cleanup() {
     stop_nginx
     [ -n "$s3pid" ] && kill "$s3pid" 2> /dev/null
+    [ -n "${BENCH_KEEP:-}" ] && cp $dir/hot.db.copy $BENCH_KEEP
     rm -rf $dir
 }
 trap cleanup EXIT
@@ -93,7 +99,7 @@ sample_rss() {
 json_field() { echo "$1" | sed "s/.*\"$2\":\([0-9]*\).*/\1/"; }
 
 # cycle NAME: one avro_archive_now, timed, with the workers' RSS sampled
-# every 50 ms (sample_rss); sets summary, secs, growth.  Dirty pages of earlier steps
+# every 50 ms (sample_rss); sets summary, cycle_secs, growth.  Dirty pages of earlier steps
 # are written out first, so that each side starts from the same state.
 cycle() {
     local rss0 peak sampler start end
@@ -108,7 +114,7 @@ cycle() {
     wait $sampler 2> /dev/null || true
     peak=$(cat $dir/peak)
     [ "$peak" -gt "$rss0" ] || peak=$rss0
-    secs=$(echo "$end - $start" | bc -l)
+    cycle_secs=$(echo "$end - $start" | bc -l)
     growth=$((peak - rss0))
     echo "$1 cycle: $summary"
     echo "$1 workers' RSS: $rss0 KiB before, peak $peak KiB"
@@ -132,53 +138,113 @@ echo "hot store: $hot bytes of uploads, filled in $(( $(date +%s) - fill_start )
 stop_nginx
 cp $dir/hot/hot.db $dir/hot.db.copy
 
-# --- file: -------------------------------------------------------------
-start_nginx "file:$dir/cold"
-cycle file
-file_summary=$summary file_secs=$secs file_growth=$growth
-archived=$(json_field "$summary" bytes)
-
-files=$(find $dir/cold -name '*.avro' | sort)
-mkdir -p $dir/plain
-sync
-bstart=$(date +%s.%N)
-for f in $files; do
-    curl -s -T "$f" "file://$dir/plain/$(basename "$f")"
-done
-sync
-bend=$(date +%s.%N)
-file_bsecs=$(echo "$bend - $bstart" | bc -l)
-rm -rf $dir/plain
-stop_nginx
-
-# --- s3:// -------------------------------------------------------------
+# --- rounds -------------------------------------------------------------
 mkdir -p $dir/s3
 node_modules/.bin/s3rver -d $dir/s3 -a 127.0.0.1 -p $S3PORT --silent \
     --configure-bucket bucket > $dir/s3rver.log 2>&1 &
 s3pid=$!
 for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:$S3PORT/ && break; sleep 0.1; done
 printf 'access_key_id=S3RVER\nsecret_access_key=S3RVER\n' > $dir/s3.cred
+s3store="s3://bucket/archive endpoint=http://127.0.0.1:$S3PORT region=us-east-1 credentials=$dir/s3.cred"
 
-cp $dir/hot.db.copy $dir/hot/hot.db
-rm -f $dir/hot/hot.db-wal $dir/hot/hot.db-shm
-start_nginx "s3://bucket/archive endpoint=http://127.0.0.1:$S3PORT region=us-east-1 credentials=$dir/s3.cred"
-cycle s3
-s3_summary=$summary s3_secs=$secs s3_growth=$growth
-s3_archived=$(json_field "$summary" bytes)
+restore() {
+    cp $dir/hot.db.copy $dir/hot/hot.db
+    rm -f $dir/hot/hot.db-wal $dir/hot/hot.db-shm
+}
+
+# timed CMD...: runs it, sets secs
+timed() {
+    local start end
+    start=$(date +%s.%N)
+    "$@"
+    end=$(date +%s.%N)
+    secs=$(echo "$end - $start" | bc -l)
+}
+
+copy_files() {
+    for f in $files; do
+        curl -s -T "$f" "file://$dir/plain/$(basename "$f")"
+    done
+    sync
+}
 
 # curl streams the file and signs it as UNSIGNED-PAYLOAD (it cannot hash
-# an upload it has not read): less work than the archiver's signed PUT
-sync
-bstart=$(date +%s.%N)
-for f in $files; do
-    curl -s -f -o /dev/null -T "$f" --user S3RVER:S3RVER \
-        --aws-sigv4 "aws:amz:us-east-1:s3" \
-        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-        "http://127.0.0.1:$S3PORT/bucket/plain/$(basename "$f")"
+# an upload it has not read): less work than the archiver, which hashes
+# every byte twice (SHA-256 for the catalog, MD5 against the ETag)
+put_files() {
+    for f in $files; do
+        curl -s -f -o /dev/null -T "$f" --user S3RVER:S3RVER \
+            --aws-sigv4 "aws:amz:us-east-1:s3" \
+            -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+            "http://127.0.0.1:$S3PORT/bucket/plain/$(basename "$f")"
+    done
+}
+
+mbs() { echo "$1 / $2 / 1000000" | bc -l; }
+
+# result SIDE ROUND: one line of the round, and its ratio kept
+result() {
+    local bytes
+    bytes=$(json_field "$summary" bytes)
+    printf '%-5s round %d: archive %7.1f MB/s (%.2f s; ms: claim %d, build %d, put %d, commit %d, checkpoint %d); curl %7.1f MB/s (%.2f s); ratio %.3f; RSS growth %d KiB\n' \
+        "$1" "$2" "$(mbs "$bytes" "$secs")" "$secs" "$(json_field "$summary" claim)" \
+        "$(json_field "$summary" build)" "$(json_field "$summary" put)" \
+        "$(json_field "$summary" commit)" "$(json_field "$summary" checkpoint)" \
+        "$(mbs "$bytes" "$bsecs")" "$bsecs" "$(echo "$bsecs / $secs" | bc -l)" "$growth"
+    eval "${1}_ratios+=\" $(echo "$bsecs / $secs" | bc -l)\""
+    eval "${1}_mbs+=\" $(mbs "$bytes" "$secs")\" ${1}_bmbs+=\" $(mbs "$bytes" "$bsecs")\""
+    eval "[ $growth -gt \${${1}_growth:-0} ] && ${1}_growth=$growth || true"
+    [ "$bytes" = "$archived" ] || echo "warning: $1 round $2 archived $bytes bytes, not $archived"
+}
+
+# The archived files of the first file: cycle, kept for the copies.
+keep_files() {
+    [ -z "$files" ] || return 0
+    mkdir -p $dir/src
+    cp $(find $dir/cold -name '*.avro' | sort) $dir/src/
+    files=$(find $dir/src -name '*.avro' | sort)
+    archived=$(json_field "$summary" bytes)
+    file_summary=$summary
+}
+
+file_side() {
+    restore
+    start_nginx "file:$dir/cold"
+    cycle file
+    stop_nginx
+    keep_files
+    sync
+    timed copy_files
+    bsecs=$secs secs=$cycle_secs
+    result file $1
+}
+
+s3_side() {
+    restore
+    start_nginx "$s3store"
+    cycle s3
+    stop_nginx
+    sync
+    timed put_files
+    bsecs=$secs secs=$cycle_secs
+    result s3 $1
+}
+
+# Whichever side runs second in a round ran slower in trials here (with
+# either order), so the order alternates: file: first in odd rounds.
+file_ratios= s3_ratios= file_mbs= s3_mbs= file_bmbs= s3_bmbs=
+files= archived=
+for round in $(seq $ROUNDS); do
+    rm -rf $dir/cold $dir/plain $dir/s3/bucket/archive $dir/s3/bucket/plain
+    mkdir -p $dir/plain
+    if [ $((round % 2)) = 1 ]; then
+        file_side $round
+        s3_side $round
+    else
+        s3_side $round
+        file_side $round
+    fi
 done
-bend=$(date +%s.%N)
-s3_bsecs=$(echo "$bend - $bstart" | bc -l)
-stop_nginx
 
 # --- compression ----------------------------------------------------------
 gz=$(/usr/bin/python3 - $files <<'PY'
@@ -197,21 +263,16 @@ print(raw, per_block)
 PY
 )
 
-mbs() { echo "$1 / $2 / 1000000" | bc -l; }
 echo
 printf 'hot store: %d bytes of uploads; %d uploads, %d records\n' "$hot" \
     "$(json_field "$file_summary" uploads)" "$(json_field "$file_summary" records)"
 for side in file s3; do
-    eval "sum=\$${side}_summary secs=\$${side}_secs bsecs=\$${side}_bsecs growth=\$${side}_growth"
-    bytes=$(json_field "$sum" bytes)
-    printf '%-5s archive cycle: %8.1f MB/s  (%d bytes in %.2f s; steps ms: claim %d, build %d, put %d, commit %d, checkpoint %d)\n' \
-        "$side" "$(mbs "$bytes" "$secs")" "$bytes" "$secs" "$(json_field "$sum" claim)" \
-        "$(json_field "$sum" build)" "$(json_field "$sum" put)" "$(json_field "$sum" commit)" "$(json_field "$sum" checkpoint)"
-    printf '%-5s curl -T:       %8.1f MB/s  (%.2f s)\n' "$side" "$(mbs "$bytes" "$bsecs")" "$bsecs"
-    printf '%-5s ratio archive/curl: %.3f   (target >= 0.7)\n' "$side" "$(echo "$bsecs / $secs" | bc -l)"
-    printf '%-5s workers'"'"' peak RSS growth: %d KiB (target < 65536)\n' "$side" "$growth"
+    eval "ratios=\$${side}_ratios m=\$${side}_mbs bm=\$${side}_bmbs growth=\$${side}_growth"
+    printf '%-5s median of %d rounds: archive %.1f MB/s, curl -T %.1f MB/s; ratio archive/curl %.3f (rounds:%s) (target >= 0.7)\n' \
+        "$side" "$ROUNDS" "$(median $m)" "$(median $bm)" "$(median $ratios)" \
+        "$(printf ' %.3f' $ratios)"
+    printf '%-5s workers'"'"' peak RSS growth, largest of the rounds: %d KiB (target < 65536)\n' "$side" "$growth"
 done
-[ "$s3_archived" = "$archived" ] || echo "warning: the two cycles archived $archived and $s3_archived bytes"
 set -- $gz
 printf 'records: %d bytes raw; archived %d bytes (deflate, %.3f of raw)\n' "$1" "$archived" "$(echo "$archived / $1" | bc -l)"
 printf 'gzip -6 of each upload'"'"'s records: %d bytes: archive/gzip %.3f\n' "$2" "$(echo "$archived / $2" | bc -l)"
