@@ -219,6 +219,8 @@ static avs_rc_t avs_archive_next_job(sqlite3 *db, void *arg,
 static avs_rc_t avs_archive_claim(sqlite3 *db, void *arg, avs_err_t *err);
 static avs_rc_t avs_archive_claim_group(avs_claim_t *c, sqlite3 *db,
     const char *table, const char *period, const char *fp, avs_err_t *err);
+static avs_rc_t avs_archive_row_size(sqlite3 *db, int64_t id,
+    int64_t *len, avs_err_t *err);
 static avs_rc_t avs_archive_make_key(char *key, const char *table,
     const char *period, const char *fp, const char *node, int64_t seq,
     avs_err_t *err);
@@ -793,7 +795,7 @@ avs_archive_claim_group(avs_claim_t *c, sqlite3 *db, const char *table,
 
     for ( ;; ) {
         rc = avs_sql_prepare(db, &stmt, "claim rows", err,
-                             "SELECT id, length(data) FROM buffer_logs"
+                             "SELECT id, data_size FROM buffer_logs"
                              " WHERE table_name = ?1 AND period_tag = ?2"
                              " AND schema_fingerprint = ?3 AND id > ?4"
                              " ORDER BY id",
@@ -809,6 +811,15 @@ avs_archive_claim_group(avs_claim_t *c, sqlite3 *db, const char *table,
 
         while ((src = sqlite3_step(stmt)) == SQLITE_ROW) {
             len = sqlite3_column_int64(stmt, 1);
+
+            if (sqlite3_column_type(stmt, 1) == SQLITE_NULL) {
+                rc = avs_archive_row_size(db, sqlite3_column_int64(stmt, 0),
+                                          &len, err);
+                if (rc != AVS_OK) {
+                    sqlite3_finalize(stmt);
+                    return rc;
+                }
+            }
 
             if (n > 0
                 && (bytes + len > budget
@@ -864,6 +875,39 @@ avs_archive_claim_group(avs_claim_t *c, sqlite3 *db, const char *table,
         c->cy->out->claimed++;
         after = last;
     }
+}
+
+
+/*
+ * The size of a row stored before migration 004 gave rows their size: its
+ * data measured, as every row's was before.
+ */
+static avs_rc_t
+avs_archive_row_size(sqlite3 *db, int64_t id, int64_t *len, avs_err_t *err)
+{
+    sqlite3_stmt  *stmt;
+    avs_rc_t       rc;
+
+    rc = avs_sql_cached(db, &stmt, "row size", err,
+                        "SELECT length(data) FROM buffer_logs WHERE id = ?1",
+                        "i", id);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    rc = avs_sql_step(db, stmt, "row size", err);
+
+    if (rc == AVS_OK) {
+        *len = sqlite3_column_int64(stmt, 0);
+
+    } else if (rc == AVS_DONE) {
+        rc = avs_err_set(err, AVS_EINTERNAL, "archive: hot row %" PRId64
+                         " is gone within the claim", id);
+    }
+
+    sqlite3_reset(stmt);
+
+    return rc;
 }
 
 

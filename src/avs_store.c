@@ -92,8 +92,9 @@ static const char  *avs_store_sql[AVS_ST_N] = {
 
     "INSERT INTO buffer_logs (dataset_id, table_name, period_tag, timestamp,"
     " data, uploaded_by, created_at, record_count, block_count,"
-    " schema_fingerprint, stream_id, content_hash)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    " schema_fingerprint, stream_id, content_hash, data_size)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+    " length(?5))",
 
     "INSERT OR IGNORE INTO schemas"
     " (fingerprint, canonical_form, schema_json, created_at)"
