@@ -170,18 +170,7 @@ query(const char *sql)
 static int
 exec_sql(const char *sql)
 {
-    sqlite3  *db;
-    int       rc;
-
-    rc = sqlite3_open(db_path, &db);
-    if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 5000);
-        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    }
-
-    sqlite3_close(db);
-
-    return rc;
+    return sql_exec(db_path, sql);
 }
 
 

@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "avs_migrations.h"
+#include "sql_count.h"
 #include "avs_store.h"
 #include "tap.h"
 
@@ -116,48 +117,14 @@ row_init(avs_row_t *r, const char *dataset, const char *table, int hash,
 static long long
 query_int(const char *sql)
 {
-    sqlite3       *db;
-    sqlite3_stmt  *stmt;
-    long long      v;
-
-    v = -1;
-
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
-    {
-        sqlite3_close(db);
-        return -1;
-    }
-
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) == SQLITE_OK) {
-        if (sqlite3_step(stmt) == SQLITE_ROW) {
-            v = sqlite3_column_int64(stmt, 0);
-        }
-
-        sqlite3_finalize(stmt);
-    }
-
-    sqlite3_close(db);
-
-    return v;
+    return sql_count(path, sql);
 }
 
 
 static int
 exec_sql(const char *sql)
 {
-    sqlite3  *db;
-    int       rc;
-
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
-    {
-        sqlite3_close(db);
-        return -1;
-    }
-
-    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    sqlite3_close(db);
-
-    return rc;
+    return sql_exec(path, sql);
 }
 
 
