@@ -1343,6 +1343,26 @@ avs_file_path(avs_objstore_t *os, const char *key)
 }
 
 
+/* Opens the object of key for reading: its descriptor, or -1 with errno. */
+static int
+avs_file_open_read(avs_objstore_t *os, const char *key)
+{
+    char  *path;
+    int    fd;
+
+    path = avs_file_path(os, key);
+    if (path == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+
+    return fd;
+}
+
+
 /* Flushes a directory, so that the entries made in it survive a crash. */
 static avs_rc_t
 avs_file_sync_dir(const char *dir, avs_err_t *err)
@@ -1677,17 +1697,11 @@ avs_file_head(avs_objstore_t *os, const char *key, uint64_t *size,
     char etag[AVS_ETAG_SIZE], avs_err_t *err)
 {
     int          fd;
-    char        *path, sha256[AVS_SHA256_HEX_SIZE];
+    char         sha256[AVS_SHA256_HEX_SIZE];
     avs_rc_t     rc;
     struct stat  st;
 
-    path = avs_file_path(os, key);
-    if (path == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "out of memory");
-    }
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    free(path);
+    fd = avs_file_open_read(os, key);
 
     if (fd == -1) {
         if (errno == ENOENT || errno == ENOTDIR) {
@@ -1719,18 +1733,11 @@ avs_file_get_range(avs_objstore_t *os, const char *key, uint64_t offset,
     uint64_t length, avs_buf_t *out, avs_err_t *err)
 {
     int          fd;
-    char        *path;
     ssize_t      n;
     uint64_t     done;
     struct stat  st;
 
-    path = avs_file_path(os, key);
-    if (path == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "out of memory");
-    }
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    free(path);
+    fd = avs_file_open_read(os, key);
 
     if (fd == -1) {
         return avs_err_set(err, AVS_ESTORE, "get %s: %s", key,
