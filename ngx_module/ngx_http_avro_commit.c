@@ -286,44 +286,50 @@ ngx_http_avro_commit_take(void *arg, avs_batch_t ***batches)
 
 
 /*
- * Answers every upload of the group.  Another commit is posted first, if
- * uploads are pending, so that it runs while these answers are sent.
+ * Answers every upload of the group.  The task goes back to idle and
+ * another commit is posted first, if uploads are pending, so that it runs
+ * while these answers are sent; the group is copied out of the task for
+ * that.
  */
 static void
 ngx_http_avro_commit_done(ngx_event_t *ev)
 {
     ngx_thread_task_t *task = ev->data;
 
-    ngx_uint_t                   i;
+    avs_rc_t                     rc;
+    avs_err_t                    err;
+    ngx_uint_t                   i, n;
     ngx_http_avro_committer_t   *cm;
     ngx_http_avro_commit_run_t  *run;
-    ngx_http_avro_upload_ctx_t  *ctx;
+    ngx_http_avro_upload_ctx_t  *ctx, *group[NGX_HTTP_AVRO_GROUP_MAX];
 
     run = task->ctx;
     cm = run->cm;
 
-    ngx_http_avro_commit_next(cm);
-
-    if (run->rc != AVS_OK && run->rc != AVS_DONE) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "avro: commit of %ui uploads failed: %s", run->ngroup,
-                      run->err.msg);
-    }
-
-    for (i = 0; i < run->ngroup; i++) {
-        ctx = run->group[i];
-
-        if (run->rc != AVS_OK && ctx->ingest.batch.err.rc == AVS_OK) {
-            ctx->ingest.batch.err = run->err;
-        }
-
-        ngx_http_avro_commit_answer(ctx);
-    }
+    rc = run->rc;
+    err = run->err;
+    n = run->ngroup;
+    ngx_memcpy(group, run->group, n * sizeof(ngx_http_avro_upload_ctx_t *));
 
     run->ngroup = 0;
     cm->idle[cm->nidle++] = task;
 
     ngx_http_avro_commit_next(cm);
+
+    if (rc != AVS_OK && rc != AVS_DONE) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "avro: commit of %ui uploads failed: %s", n, err.msg);
+    }
+
+    for (i = 0; i < n; i++) {
+        ctx = group[i];
+
+        if (rc != AVS_OK && ctx->ingest.batch.err.rc == AVS_OK) {
+            ctx->ingest.batch.err = err;
+        }
+
+        ngx_http_avro_commit_answer(ctx);
+    }
 }
 
 
