@@ -186,8 +186,3 @@ subtest 'hostile files' => sub {
 
 done_testing;
 
-sub slurp {
-    open my $fh, '<:raw', $_[0] or die "$_[0]: $!";
-    local $/;
-    return scalar <$fh>;
-}

@@ -47,12 +47,6 @@ $t->run;
 my $json = JSON::PP->new->canonical;
 my $hot  = $t->path('var/hot/hot.db');
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    return <$fh>;
-}
 
 sub upload {
     my ($uri, $file, %o) = @_;

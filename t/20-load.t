@@ -15,12 +15,6 @@ use AvroTest::Nginx;
 my $CLIENTS = 6;
 my $UPLOADS = 120;
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    return <$fh>;
-}
 
 sub start {
     my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');

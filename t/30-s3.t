@@ -50,12 +50,6 @@ http {
 CONF
 $t->run;
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    return <$fh>;
-}
 
 my (%want, $records);
 my $seed = 100;

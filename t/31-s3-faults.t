@@ -37,12 +37,6 @@ http {
 CONF
 $t->run;
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    return <$fh>;
-}
 
 my $n = 0;
 sub upload {

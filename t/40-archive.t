@@ -32,12 +32,6 @@ http {
 CONF
 $t->run;
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    return <$fh>;
-}
 
 # uploads: 5 datasets x 2 tables x 3 uploads, in an interleaved order
 my (%want, $uploads, $records);

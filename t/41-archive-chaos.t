@@ -31,12 +31,6 @@ http {
 CONF
 $t->run;
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    return <$fh>;
-}
 
 my @bodies = map { slurp($t->avro_gen(table => 'own_ship', records => 7,
     codec => 'deflate', seed => $_)) } 1 .. 3;

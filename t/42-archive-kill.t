@@ -39,12 +39,6 @@ http {
 CONF
 $t->run;
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or return undef;
-    local $/;
-    return <$fh>;
-}
 
 sub sha_of { my $d = slurp($_[0]); defined $d ? Digest::SHA::sha256_hex($d) : '' }
 

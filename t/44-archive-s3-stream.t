@@ -46,8 +46,6 @@ http {
 CONF
 $t->run;
 
-*slurp = \&AvroTest::S3::slurp;
-
 sub object { $s3->object("bucket/stream/$_[0]") }
 
 my $ar = AvroTest::Archive->new($t, period => 'p4');

@@ -74,7 +74,6 @@ CONF
 $t->run;
 
 my $rd = AvroTest::Read->new($t);
-*slurp = \&AvroTest::Read::slurp;
 sub upload  { $rd->upload(@_) }
 sub all_of  { $rd->all_of(@_) }
 sub read_ok { $rd->read_ok(@_) }
@@ -165,7 +164,7 @@ subtest 'a slow client gets the same bytes' => sub {
         my $r = AvroTest::Nginx::run_cmd('curl', '-sS', '--limit-rate', '400k', '-o', $f,
             'http://127.0.0.1:' . $t->port(2) . $uri);
         is $r->{exit}, 0, "$ds: curl at 400 KB/s" or diag $r->{err};
-        ok AvroTest::Read::slurp($f) eq $want, "$ds: the same " . length($want) . ' bytes';
+        ok slurp($f) eq $want, "$ds: the same " . length($want) . ' bytes';
     }
 
     # a client that leaves in the middle: no error, the worker goes on

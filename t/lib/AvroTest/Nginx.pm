@@ -92,6 +92,8 @@ package AvroTest::Nginx;
 # prefix(), path($rel), port($n = 1), url($path, $n = 1), mkdir($rel) (owned
 # by the worker user)
 #
+# slurp($file)  exported: a file's bytes, undef when it cannot be opened
+#
 # Generators (die on failure; files go to PREFIX/var/ unless out => ...):
 #   avro_gen(table => T, records => N, codec => C, seed => S, ...)   python3-avro
 #   avsc_gen(table => T, ...)                                        avsc
@@ -121,6 +123,9 @@ use JSON::PP;
 use POSIX ();
 use Scalar::Util qw(weaken refaddr);
 use Time::HiRes qw(sleep time);
+
+use Exporter qw(import);
+our @EXPORT = qw(slurp);
 
 our $LIB      = abs_path(dirname(__FILE__) . '/..');
 our $ROOT     = abs_path("$LIB/../..");
@@ -277,6 +282,14 @@ sub run_cmd {
         out    => $slurp->($out),
         err    => $slurp->($err),
     };
+}
+
+# A file's bytes, raw; undef when it cannot be opened.  Exported.
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<:raw', $f or return undef;
+    local $/;
+    return scalar <$fh>;
 }
 
 sub _slurp {

@@ -11,6 +11,7 @@ package AvroTest::Read;
 
 use strict;
 use warnings;
+use AvroTest::Nginx qw(slurp);
 use Test::More;
 use POSIX ();
 use Time::HiRes ();
@@ -20,12 +21,6 @@ sub new {
     return bless { t => $t, want => {}, seed => $o{seed} // 0, n => 0 }, $class;
 }
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    return <$fh>;
-}
 
 # Writes bytes to a new file of the test's prefix; returns its path.
 sub save {

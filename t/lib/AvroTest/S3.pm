@@ -12,10 +12,10 @@ package AvroTest::S3;
 #   $s3->object("bucket/pfx/$key");      # where s3rver keeps an object
 #   $s3->bad_objects('bucket/pfx');      # archived_files rows it disagrees with
 #   $s3->proxied('PUT');                 # the proxy's log lines of PUTs
-#   AvroTest::S3::slurp($file);          # a file's bytes, undef if none
 
 use strict;
 use warnings;
+use AvroTest::Nginx qw(slurp);
 use Digest::MD5;
 use Digest::SHA;
 use IO::Socket::INET;
@@ -96,12 +96,6 @@ sub fault {
     close $fh;
 }
 
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or return undef;
-    local $/;
-    return <$fh>;
-}
 
 sub object { "$_[0]{dir}/$_[1]._S3rver_object" }
 
