@@ -2,8 +2,8 @@
 # The archiver with a file: cold store, through the real nginx: a cycle run
 # by avro_archive_now packs the hot rows into container files that
 # python3-avro and avrocat read back whole, every block index range holds
-# exactly its dataset's records, small segments make several files, and a
-# lease held elsewhere is a 409.
+# exactly its dataset's records, small segments make several files, the
+# group with the most rows runs first, and a lease held elsewhere is a 409.
 
 use strict;
 use warnings;
@@ -105,6 +105,21 @@ $r = $t->get('/status');
 is $r->{status}, 200, 'status';
 is $r->{json}{archive}{files}, $sum->{files}, 'status: files archived';
 is $r->{json}{archive}{pending_jobs}, 0, 'status: no pending job';
+
+# the group with the most rows runs first, so the cycle's last commit, which
+# nothing overlaps, is the smallest; here it is not the first by name
+for my $u (['own_ship', 1], ['own_ship', 2], ['battle', 3]) {
+    my $f = $t->avro_gen(table => $u->[0], records => 2, seed => 100 + $u->[1]);
+    $r = $t->post("/upload?dataset_id=order$u->[1]&table=$u->[0]&period_tag=p2",
+        'application/avro', slurp($f));
+    is $r->{status}, 201, "upload $u->[0] for the order check";
+}
+$r = $t->post('/archive', 'application/json', '');
+is $r->{json}{files}, 2, 'third cycle: one file per table';
+my %seq = map { m{^(\w+)/p2/.*-(\d+)\.avro$} ? ($1 => $2) : () }
+    map { $_->{file_path} } @{ $t->sqlite('SELECT file_path FROM archived_files') };
+cmp_ok $seq{own_ship}, '<', $seq{battle},
+    'the larger group (own_ship, 2 uploads) got the earlier sequence';
 
 # another process holds the lease: 409
 $t->sqlite("INSERT OR REPLACE INTO archive_lease (id, owner, acquired_at, expires_at) "
