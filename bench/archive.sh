@@ -12,7 +12,7 @@
 # Prints MB/s of each side and their ratio, where the cycle's time went,
 # the compression against gzip -6 of the same records, and the peak RSS
 # growth of the workers during each cycle.  It does BENCH_ROUNDS rounds
-# (default 5), each restoring the hot store from the copy, and prints
+# (default 4), each restoring the hot store from the copy, and prints
 # every round and the median of the rounds' ratios: s3rver's own CPU time
 # for the same bytes varies by a third from one minute to the next.  Run
 # it alone on the machine:
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 BYTES=${BENCH_BYTES:-1073741824}
-ROUNDS=${BENCH_ROUNDS:-5}
+ROUNDS=${BENCH_ROUNDS:-4}
 PORT=${BENCH_PORT:-18472}
 S3PORT=${BENCH_S3_PORT:-18473}
 dir=$(mktemp -d /tmp/avro-archive-bench.XXXXXX)
@@ -224,44 +224,61 @@ keep_files() {
     file_summary=$summary
 }
 
-file_side() {
-    restore
-    start_nginx "file:$dir/cold"
-    cycle file
-    stop_nginx
-    keep_files
+# copy_file_side / copy_s3_side: the plain copy of one side, timed
+copy_file_side() {
     sync
     timed copy_files
-    bsecs=$secs secs=$cycle_secs
-    result file $1
 }
 
-s3_side() {
-    restore
-    start_nginx "$s3store"
-    cycle s3
-    stop_nginx
+copy_s3_side() {
+    local c0
     sync
-    local c0; c0=$(cpu_secs "$s3pid")
+    c0=$(cpu_secs "$s3pid")
     timed put_files
-    echo "s3 round $1: s3rver's CPU: $s3cpu s during the cycle, $(echo "$(cpu_secs "$s3pid") - $c0" | bc -l) s during curl's copy"
-    bsecs=$secs secs=$cycle_secs
-    result s3 $1
+    copy_s3cpu=$(echo "$(cpu_secs "$s3pid") - $c0" | bc -l)
 }
 
-# Whichever side runs second in a round ran slower in trials here (with
-# either order), so the order alternates: file: first in odd rounds.
+# side NAME STORE ROUND COPY_FIRST: the cycle of one side and its plain
+# copy, in the order given, each from the same restored hot store
+side() {
+    restore
+    if [ "$4" = 1 ]; then
+        copy_$1_side
+    fi
+    start_nginx "$2"
+    cycle $1
+    stop_nginx
+    if [ "$1" = file ]; then
+        keep_files
+    fi
+    if [ "$4" = 0 ]; then
+        copy_$1_side
+    fi
+    bsecs=$secs secs=$cycle_secs
+    if [ "$1" = s3 ]; then
+        echo "s3 round $3: s3rver's CPU: $s3cpu s during the cycle, $copy_s3cpu s during curl's copy"
+    fi
+    result $1 $3
+}
+
+# What runs first ran slower in trials here, in both senses: the side that
+# runs second in a round, and within a side the step after the other.  So
+# both orders alternate, and every 4 rounds hold each combination once:
+# rounds 1, 2: file: before s3://; 3, 4: s3:// first; odd rounds: each
+# cycle before its copy, even rounds: the copy first (round 1's file:
+# cycle makes the files that the copies send).
 file_ratios= s3_ratios= file_mbs= s3_mbs= file_bmbs= s3_bmbs=
 files= archived=
 for round in $(seq $ROUNDS); do
     rm -rf $dir/cold $dir/plain $dir/s3/bucket/archive $dir/s3/bucket/plain
     mkdir -p $dir/plain
-    if [ $((round % 2)) = 1 ]; then
-        file_side $round
-        s3_side $round
+    copy_first=$(( (round + 1) % 2 ))
+    if [ $(( (round - 1) / 2 % 2 )) = 0 ]; then
+        side file "file:$dir/cold" $round $copy_first
+        side s3 "$s3store" $round $copy_first
     else
-        s3_side $round
-        file_side $round
+        side s3 "$s3store" $round $copy_first
+        side file "file:$dir/cold" $round $copy_first
     fi
 done
 

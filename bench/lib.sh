@@ -21,5 +21,9 @@ CONF
 # The value of key $2 in a wrk script's "RESULT k=v k=v" line $1.
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-# The median of the arguments (numbers).
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# The median of the arguments (numbers); of an even count, the mean of
+# the middle two.
+median() {
+    printf '%s\n' "$@" | sort -g \
+        | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
+}
