@@ -32,22 +32,10 @@ subtest 'backend' => sub {
     like $r->{out}, qr/^1\.\.\d+$/m, 'ran its plan';
 };
 
-$t->write_conf(<<"CONF");
-worker_processes 2;
-events {}
-http {
-    avro_hot_store  %%PREFIX%%/var/hot/hot.db;
-    avro_cold_store s3://bucket/archive endpoint=http://127.0.0.1:$port
-                    region=us-east-1 credentials=$cred;
-    avro_archive    interval=1h segment_size=24k node=n2;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location = /upload  { avro_upload; }
-        location = /archive { avro_archive_now; }
-    }
-}
-CONF
+$t->archive_conf(workers => 2,
+    cold => "s3://bucket/archive endpoint=http://127.0.0.1:$port"
+        . " region=us-east-1 credentials=$cred",
+    archive => 'interval=1h segment_size=24k node=n2');
 $t->run;
 
 

@@ -18,23 +18,10 @@ my $s3 = AvroTest::S3->new($t);
 my $proxy = $s3->proxy;
 my $cred = $s3->credentials;
 
-$t->write_conf(<<"CONF");
-worker_processes 1;
-events {}
-http {
-    avro_hot_store  %%PREFIX%%/var/hot/hot.db;
-    avro_cold_store s3://bucket/faults endpoint=http://127.0.0.1:$proxy
-                    credentials=$cred;
-    avro_archive    interval=1h node=f1;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location = /upload  { avro_upload; }
-        location = /archive { avro_archive_now; }
-        location = /status  { avro_status; }
-    }
-}
-CONF
+$t->archive_conf(
+    cold => "s3://bucket/faults endpoint=http://127.0.0.1:$proxy credentials=$cred",
+    archive => 'interval=1h node=f1',
+    locations => ['location = /status  { avro_status; }']);
 $t->run;
 
 

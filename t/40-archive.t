@@ -13,23 +13,10 @@ use lib 't/lib';
 use AvroTest::Nginx;
 
 my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
-$t->write_conf(<<'CONF');
-worker_processes 2;
-events {}
-http {
-    avro_hot_store  %%PREFIX%%/var/hot/hot.db;
-    avro_cold_store file:%%PREFIX%%/var/cold;
-    avro_archive    interval=1h segment_size=24k lease=5s node=n1;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        client_max_body_size 4m;
-        location = /upload  { avro_upload; }
-        location = /archive { avro_archive_now; }
-        location = /status  { avro_status; }
-    }
-}
-CONF
+$t->archive_conf(workers => 2, body_size => '4m',
+    cold => 'file:%%PREFIX%%/var/cold',
+    archive => 'interval=1h segment_size=24k lease=5s node=n1',
+    locations => ['location = /status  { avro_status; }']);
 $t->run;
 
 

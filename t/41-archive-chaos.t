@@ -14,21 +14,9 @@ use lib 't/lib';
 use AvroTest::Nginx;
 
 my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
-$t->write_conf(<<'CONF');
-worker_processes 2;
-events {}
-http {
-    avro_hot_store  %%PREFIX%%/var/hot/hot.db busy_timeout=10s;
-    avro_cold_store file:%%PREFIX%%/var/cold;
-    avro_archive    interval=1s segment_size=16k lease=2s node=c1;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location = /upload  { avro_upload; }
-        location = /archive { avro_archive_now; }
-    }
-}
-CONF
+$t->archive_conf(workers => 2, hot => 'busy_timeout=10s',
+    cold => 'file:%%PREFIX%%/var/cold',
+    archive => 'interval=1s segment_size=16k lease=2s node=c1');
 $t->run;
 
 

@@ -21,22 +21,9 @@ use AvroTest::Nginx;
 
 my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
 my $stop = $t->mkdir('var/stop');
-$t->write_conf(<<"CONF");
-env AVRO_TEST_ARCHIVE_STOP=$stop;
-worker_processes 2;
-events {}
-http {
-    avro_hot_store  %%PREFIX%%/var/hot/hot.db;
-    avro_cold_store file:%%PREFIX%%/var/cold;
-    avro_archive    interval=1h segment_size=4k lease=1s node=k1;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location = /upload  { avro_upload; }
-        location = /archive { avro_archive_now; }
-    }
-}
-CONF
+$t->archive_conf(workers => 2, env => ["AVRO_TEST_ARCHIVE_STOP=$stop"],
+    cold => 'file:%%PREFIX%%/var/cold',
+    archive => 'interval=1h segment_size=4k lease=1s node=k1');
 $t->run;
 
 

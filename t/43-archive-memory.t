@@ -21,22 +21,9 @@ my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info
 
 sub conf {
     my ($segment) = @_;
-    $t->write_conf(<<"CONF");
-worker_processes 1;
-events {}
-http {
-    avro_hot_store  %%PREFIX%%/var/hot/hot.db synchronous=normal;
-    avro_cold_store file:%%PREFIX%%/var/cold;
-    avro_archive    interval=1h $segment node=m1;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        client_max_body_size 4m;
-        location = /upload  { avro_upload; }
-        location = /archive { avro_archive_now; }
-    }
-}
-CONF
+    $t->archive_conf(hot => 'synchronous=normal', body_size => '4m',
+        cold => 'file:%%PREFIX%%/var/cold',
+        archive => "interval=1h $segment node=m1");
 }
 
 sub rss {

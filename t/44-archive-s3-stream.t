@@ -27,23 +27,9 @@ my $proxy = $s3->proxy(sigv4 => 1);
 my $cred = $s3->credentials;
 my $stop = $t->mkdir('var/stop');
 
-$t->write_conf(<<"CONF");
-env AVRO_TEST_ARCHIVE_STOP=$stop;
-worker_processes 1;
-events {}
-http {
-    avro_hot_store  %%PREFIX%%/var/hot/hot.db;
-    avro_cold_store s3://bucket/stream endpoint=http://127.0.0.1:$proxy
-                    credentials=$cred;
-    avro_archive    interval=1h segment_size=8k lease=1s node=s1;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location = /upload  { avro_upload; }
-        location = /archive { avro_archive_now; }
-    }
-}
-CONF
+$t->archive_conf(env => ["AVRO_TEST_ARCHIVE_STOP=$stop"],
+    cold => "s3://bucket/stream endpoint=http://127.0.0.1:$proxy credentials=$cred",
+    archive => 'interval=1h segment_size=8k lease=1s node=s1');
 $t->run;
 
 sub object { $s3->object("bucket/stream/$_[0]") }

@@ -26,22 +26,10 @@ my $cred = $s3->credentials;
 
 sub conf {
     my ($payload) = @_;
-    $t->write_conf(<<"CONF");
-worker_processes 1;
-events {}
-http {
-    avro_hot_store  %%PREFIX%%/var/hot/hot.db;
-    avro_cold_store s3://bucket/signed endpoint=http://127.0.0.1:$proxy
-                    credentials=$cred payload=$payload;
-    avro_archive    interval=1h segment_size=8k;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location = /upload  { avro_upload; }
-        location = /archive { avro_archive_now; }
-    }
-}
-CONF
+    $t->archive_conf(
+        cold => "s3://bucket/signed endpoint=http://127.0.0.1:$proxy"
+            . " credentials=$cred payload=$payload",
+        archive => 'interval=1h segment_size=8k');
 }
 
 conf('sometimes');

@@ -61,6 +61,9 @@ package AvroTest::Nginx;
 #   must not set those temp paths itself.  Calling write_conf again (then
 #   reload) keeps the ports already allocated.
 #
+# archive_conf(cold => ..., archive => ..., %more)   write_conf of the usual
+#   archive test: one server with /upload and /archive (see the sub).
+#
 # run()       starts nginx -p PREFIX/ -c PREFIX/nginx.conf -e PREFIX/logs/error.log,
 #             waits (10 s) for the first port to accept and a worker to exist;
 #             dies with the error log if it fails.  A port taken meanwhile by
@@ -217,6 +220,35 @@ sub _free_ports {
 }
 
 sub module_built { -f $MODULE }
+
+# The nginx.conf of an archive test: one server with the upload and
+# archive-now locations.  cold and archive are the arguments of
+# avro_cold_store and avro_archive; workers (1), env (names to pass),
+# hot (more avro_hot_store arguments), body_size (client_max_body_size)
+# and locations (more lines in the server) are optional.
+sub archive_conf {
+    my ($self, %o) = @_;
+    my $env = join '', map { "env $_;\n" } @{ $o{env} // [] };
+    my $workers = $o{workers} // 1;
+    my $hot = join ' ', '%%PREFIX%%/var/hot/hot.db', $o{hot} // ();
+    my $body = $o{body_size} ? "        client_max_body_size $o{body_size};\n" : '';
+    my $more = join '', map { "        $_\n" } @{ $o{locations} // [] };
+    return $self->write_conf(<<"CONF");
+${env}worker_processes $workers;
+events {}
+http {
+    avro_hot_store  $hot;
+    avro_cold_store $o{cold};
+    avro_archive    $o{archive};
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+$body        location = /upload  { avro_upload; }
+        location = /archive { avro_archive_now; }
+$more    }
+}
+CONF
+}
 
 sub write_conf {
     my ($self, $template) = @_;
