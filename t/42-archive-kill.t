@@ -13,11 +13,10 @@ use warnings;
 use Test::More;
 use Digest::SHA;
 use File::Find;
-use HTTP::Tiny;
-use POSIX ();
 use Time::HiRes qw(sleep time);
 use lib 't/lib';
 use AvroTest::Nginx;
+use AvroTest::Archive;
 
 my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
 my $stop = $t->mkdir('var/stop');
@@ -64,29 +63,9 @@ for my $step (qw(claimed built put committed)) {
     }
 
     # arm the step, run a cycle in a child, wait for the worker to stop
-    my $arm = "$stop/$step.arm";
-    open my $fh, '>', $arm or die $!;
-    close $fh;
-    chmod 0666, $arm;
-
-    my $child = fork // die;
-    if ($child == 0) {
-        HTTP::Tiny->new(timeout => 60)->post($t->url('/archive'));
-        POSIX::_exit(0);
-    }
-
-    my ($pid, $key);
-    my $end = time + 20;
-    while (time < $end) {
-        my $line = slurp("$stop/$step.pid") // '';
-        ($pid, $key) = $line =~ /^(\d+) (\S+)\n/ and last;
-        sleep 0.05;
-    }
+    my ($pid, $key, $child) = AvroTest::Archive::stop_at($t, $stop, $step);
     ok $pid, "$step: a worker stopped there (job $key)" or next;
-
-    ok kill('KILL', $pid), "$step: kill -9 $pid";
-    waitpid $child, 0;
-    sleep 0.1 while AvroTest::Nginx::alive($pid);
+    ok AvroTest::Archive::kill_stopped($pid, $child), "$step: kill -9 $pid";
 
     # what the kill left
     my $pending = $t->sqlite(q{SELECT count(*) AS n FROM archive_jobs

@@ -13,8 +13,6 @@ use strict;
 use warnings;
 use Test::More;
 use Digest::SHA;
-use HTTP::Tiny;
-use POSIX ();
 use Time::HiRes qw(sleep time);
 use lib 't/lib';
 use AvroTest::Nginx;
@@ -72,24 +70,9 @@ isnt slurp(object($bad)), $stored, 'the object was stored again, whole';
 
 # --- kill -9 after the streamed PUT -----------------------------------------
 is upload("c$_"), 201, "upload c$_" for 1 .. 3;
-open my $fh, '>', "$stop/put.arm" or die $!;
-close $fh;
-chmod 0666, "$stop/put.arm";
-my $child = fork // die;
-if ($child == 0) {
-    HTTP::Tiny->new(timeout => 60)->post($t->url('/archive'));
-    POSIX::_exit(0);
-}
-my ($pid, $key);
-my $end = time + 20;
-while (time < $end) {
-    ($pid, $key) = (slurp("$stop/put.pid") // '') =~ /^(\d+) (\S+)\n/ and last;
-    sleep 0.05;
-}
+my ($pid, $key, $child) = AvroTest::Archive::stop_at($t, $stop, 'put');
 ok $pid, "a worker stopped after the PUT of $key" or BAIL_OUT('no stop');
-kill 'KILL', $pid;
-waitpid $child, 0;
-sleep 0.1 while AvroTest::Nginx::alive($pid);
+AvroTest::Archive::kill_stopped($pid, $child);
 
 my $sha = Digest::SHA::sha256_hex(slurp(object($key)) // '');
 ok -f object($key), 'the object is there';

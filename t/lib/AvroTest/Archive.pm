@@ -8,9 +8,16 @@ package AvroTest::Archive;
 #   is $ar->upload('a1'), 201;
 #   my $r = $ar->archive;                     # POST /archive
 #   is_deeply [$ar->misindexed], [];          # datasets indexed wrongly
+#
+#   my ($pid, $key, $child) = AvroTest::Archive::stop_at($t, $stop, 'put');
+#   AvroTest::Archive::kill_stopped($pid, $child);   # kill -9 there
 
 use strict;
 use warnings;
+use HTTP::Tiny;
+use POSIX ();
+use Time::HiRes qw(sleep time);
+use AvroTest::Nginx qw(slurp);
 
 sub new {
     my ($class, $t, %o) = @_;
@@ -25,9 +32,7 @@ sub upload {
     my $t = $self->{t};
     my $f = $t->avro_gen(table => $self->{table}, records => 4,
         codec => 'deflate', seed => ++$self->{n});
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    my $body = <$fh>;
+    my $body = slurp($f) // die "$f: $!";
     $self->{records}{$ds} += 4;
     return $t->post("/upload?dataset_id=$ds&table=$self->{table}"
         . "&period_tag=$self->{period}", 'application/avro', $body)->{status};
@@ -49,6 +54,41 @@ sub misindexed {
     my $want = $self->{records};
     return grep { !$ix{$_} || $ix{$_}[0] != 1 || $ix{$_}[1] != $want->{$_} }
         sort keys %$want;
+}
+
+# Arms the module's test stop $step (in $stop, the directory nginx has in
+# AVRO_TEST_ARCHIVE_STOP), runs a cycle from a child process and waits up to
+# 20 s for a worker to stop there.  Returns the worker's pid and the job's
+# key (both undef when none stopped) and the child's pid.
+sub stop_at {
+    my ($t, $stop, $step) = @_;
+    my $arm = "$stop/$step.arm";
+    open my $fh, '>', $arm or die "$arm: $!";
+    close $fh;
+    chmod 0666, $arm;
+
+    my $child = fork // die "fork: $!";
+    if ($child == 0) {
+        HTTP::Tiny->new(timeout => 60)->post($t->url('/archive'));
+        POSIX::_exit(0);
+    }
+
+    my $end = time + 20;
+    while (time < $end) {
+        my ($pid, $key) = (slurp("$stop/$step.pid") // '') =~ /^(\d+) (\S+)\n/;
+        return ($pid, $key, $child) if $pid;
+        sleep 0.05;
+    }
+    return (undef, undef, $child);
+}
+
+# kill -9 of the worker stop_at found, then waits for it and for the child.
+sub kill_stopped {
+    my ($pid, $child) = @_;
+    my $killed = kill 'KILL', $pid;
+    waitpid $child, 0;
+    sleep 0.1 while AvroTest::Nginx::alive($pid);
+    return $killed;
 }
 
 1;
