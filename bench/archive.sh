@@ -101,20 +101,35 @@ cpu_secs() {
     [ -n "$1" ] && awk '{printf "%.2f\n", ($14 + $15) / 100}' /proc/$1/stat \
         || echo 0
 }
+# jiffies of the whole machine: busy, iowait, steal, total (/proc/stat)
+machine_jiffies() {
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $6, $9,
+                   $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+# shares of the machine since machine_jiffies printed "$1"
+machine_since() {
+    machine_jiffies | awk -v j0="$1" '{
+        split(j0, a, " "); t = $4 - a[4]; if (t <= 0) t = 1
+        printf "busy %.0f%%, iowait %.0f%%, steal %.0f%%",
+            100 * ($1 - a[1]) / t, 100 * ($2 - a[2]) / t, 100 * ($3 - a[3]) / t
+    }'
+}
 json_field() { echo "$1" | sed "s/.*\"$2\":\([0-9]*\).*/\1/"; }
 
 # cycle NAME: one avro_archive_now, timed, with the workers' RSS sampled
 # every 50 ms (sample_rss); sets summary, cycle_secs, growth.  Dirty pages of earlier steps
 # are written out first, so that each side starts from the same state.
 cycle() {
-    local rss0 peak sampler start end
+    local rss0 peak sampler start end j0
     sync
     rss0=$(rss)
     sample_rss $dir/peak $(pgrep -P "$(cat $dir/nginx.pid)")
     sampler=$!
     start=$(date +%s.%N)
     s3cpu0=$(cpu_secs "$s3pid")
+    j0=$(machine_jiffies)
     summary=$(curl -s -X POST http://127.0.0.1:$PORT/archive)
+    cycle_machine=$(machine_since "$j0")
     s3cpu=$(echo "$(cpu_secs "$s3pid") - $s3cpu0" | bc -l)
     end=$(date +%s.%N)
     kill $sampler
@@ -226,15 +241,20 @@ keep_files() {
 
 # copy_file_side / copy_s3_side: the plain copy of one side, timed
 copy_file_side() {
+    local j0
     sync
+    j0=$(machine_jiffies)
     timed copy_files
+    copy_machine=$(machine_since "$j0")
 }
 
 copy_s3_side() {
-    local c0
+    local c0 j0
     sync
     c0=$(cpu_secs "$s3pid")
+    j0=$(machine_jiffies)
     timed put_files
+    copy_machine=$(machine_since "$j0")
     copy_s3cpu=$(echo "$(cpu_secs "$s3pid") - $c0" | bc -l)
 }
 
@@ -255,6 +275,7 @@ side() {
         copy_$1_side
     fi
     bsecs=$secs secs=$cycle_secs
+    echo "$1 round $3: the machine during the cycle: $cycle_machine; during the copy: $copy_machine"
     if [ "$1" = s3 ]; then
         echo "s3 round $3: s3rver's CPU: $s3cpu s during the cycle, $copy_s3cpu s during curl's copy"
     fi
