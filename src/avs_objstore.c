@@ -28,7 +28,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "avs_hashpipe.h"
 #include "avs_objstore.h"
 
 
@@ -68,7 +67,7 @@ typedef struct {
     uint64_t     upload_size;
     avs_objstore_read_pt  read;    /* or the body comes from here */
     void        *read_data;
-    avs_hashpipe_t *md5;           /* of the bytes read sent */
+    EVP_MD_CTX  *md5;              /* of the bytes read sent */
     uint64_t     sent;
     int          read_failed;
     avs_buf_t   *body;             /* where a 2xx body goes, or NULL */
@@ -800,7 +799,7 @@ avs_s3_on_read(char *p, size_t size, size_t n, void *data)
 
     if (got < 0 || (size_t) got > len
         || (got == 0 && call->sent != call->upload_size)
-        || avs_hashpipe_feed(call->md5, p, (size_t) got) != 0)
+        || EVP_DigestUpdate(call->md5, p, (size_t) got) != 1)
     {
         call->read_failed = 1;
         return CURL_READFUNC_ABORT;
@@ -1129,7 +1128,7 @@ avs_s3_check_etag(avs_s3_call_t *call, avs_err_t *err)
 
     static const char  digits[] = "0123456789abcdef";
 
-    if (avs_hashpipe_finish(call->md5, md, &len) != 0 || len != 16) {
+    if (EVP_DigestFinal_ex(call->md5, md, &len) != 1 || len != 16) {
         return avs_err_set(err, AVS_EINTERNAL, "PUT %s: md5 failed",
                            call->key);
     }
@@ -1186,9 +1185,12 @@ avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
     call.read = read;
     call.read_data = data;
     call.upload_size = size;
-    call.md5 = avs_hashpipe_start(EVP_md5());
+    call.md5 = EVP_MD_CTX_new();
 
-    if (call.md5 == NULL) {
+    if (call.md5 == NULL
+        || EVP_DigestInit_ex(call.md5, EVP_md5(), NULL) != 1)
+    {
+        EVP_MD_CTX_free(call.md5);
         return avs_err_set(err, AVS_ENOMEM, "PUT %s: out of memory", key);
     }
 
@@ -1213,7 +1215,7 @@ avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
         snprintf(etag, AVS_ETAG_SIZE, "%s", call.etag);
     }
 
-    avs_hashpipe_free(call.md5);
+    EVP_MD_CTX_free(call.md5);
 
     return rc;
 }
