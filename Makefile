@@ -40,8 +40,6 @@ deps:
 	fi
 	@command -v npm > /dev/null || { apt-get update && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
-	@command -v npm > /dev/null || { apt-get update && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
 	@[ -d node_modules/avsc ] && [ -d node_modules/s3rver ] \
 	    || npm ci --no-audit --no-fund
 
