@@ -13,7 +13,7 @@ LIBS        := -lavro -ljansson -lsqlite3 -lz -ldeflate -lsnappy -lzstd -lcrypto
 DEB_PACKAGES := nginx nginx-dev libavro-dev libjansson-dev zlib1g-dev \
 	            libsqlite3-dev libcurl4-openssl-dev libsnappy-dev \
 	            libzstd-dev libdeflate-dev libssl-dev python3-avro avro-bin \
-	            sqlite3 curl \
+	            sqlite3 curl openssl \
 	            perl wrk bc python3-snappy python3-zstandard
 
 CORE_SRC    := $(wildcard src/*.c)

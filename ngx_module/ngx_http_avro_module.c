@@ -586,6 +586,15 @@ ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_http_avro_param(&value[i], "ca", &v) == NGX_OK) {
+            if (ngx_conf_full_name(cf->cycle, &v, 1) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            amcf->cold_ca = v;
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
@@ -595,6 +604,12 @@ ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         || amcf->cold_credentials.data == NULL)
     {
         return "needs endpoint= and credentials= for s3://";
+    }
+
+    if (amcf->cold_ca.data != NULL
+        && ngx_strncmp(amcf->cold_endpoint.data, "https://", 8) != 0)
+    {
+        return "needs an https:// endpoint for ca=";
     }
 
     if (amcf->cold_region.data == NULL) {
@@ -1163,6 +1178,7 @@ ngx_http_avro_init_process(ngx_cycle_t *cycle)
     oc.region = (const char *) amcf->cold_region.data;
     oc.signed_payload = (int) amcf->cold_signed_payload;
     oc.credentials = (const char *) amcf->cold_credentials.data;
+    oc.ca_file = (const char *) amcf->cold_ca.data;
     oc.timeout_ms = 60000;
 
     if (avs_objstore_open(&oc, &amcf->objstore, &err) != AVS_OK) {

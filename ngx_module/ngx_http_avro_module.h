@@ -40,6 +40,7 @@ typedef struct {
     ngx_str_t                  cold_region;
     ngx_flag_t                 cold_signed_payload;
     ngx_str_t                  cold_credentials;
+    ngx_str_t                  cold_ca;
 
     ngx_flag_t                 archive;         /* avro_archive given */
     ngx_msec_t                 archive_interval;

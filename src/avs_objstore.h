@@ -35,6 +35,8 @@ typedef struct {
     const char  *endpoint;      /* s3: http(s)://host[:port] */
     const char  *region;        /* s3: default us-east-1 (R2: auto) */
     const char  *credentials;   /* s3: path of the credentials file */
+    const char  *ca_file;       /* s3: CA certificates (PEM) to trust for
+                                   https, NULL: the system's */
     unsigned     timeout_ms;    /* s3: connect, and longest stall */
     int          signed_payload; /* s3: PUT only hashed, signed files */
 } avs_objstore_conf_t;

@@ -5,6 +5,7 @@ package AvroTest::S3;
 # in front of it.  Both run inside the test's prefix and stop with it.
 #
 #   my $s3 = AvroTest::S3->new($t);      # $t: an AvroTest::Nginx
+#   AvroTest::S3->new($t, tls => 1);     # https, certificate in $s3->ca
 #   $s3->port; $s3->dir;                 # bucket "bucket" is created
 #   $s3->credentials;                    # a credentials file for it
 #   my $p = $s3->proxy; $s3->fault('503');   # proxy port, switch faults
@@ -55,13 +56,26 @@ sub _wait_port {
 }
 
 sub new {
-    my ($class, $t) = @_;
+    my ($class, $t, %o) = @_;
     my $bin = "$AvroTest::Nginx::ROOT/node_modules/.bin/s3rver";
     -x $bin or die "s3rver is not installed: run npm ci\n";
     my $self = bless { t => $t, dir => $t->path('s3'), port => _free_port() }, $class;
     mkdir $self->{dir};
+    my @tls;
+    if ($o{tls}) {
+        # a self-signed certificate for 127.0.0.1, its own CA
+        $self->{ca} = $t->path('var/s3-cert.pem');
+        my $key = $t->path('var/s3-key.pem');
+        my $r = AvroTest::Nginx::run_cmd('openssl', 'req', '-x509', '-newkey', 'ec',
+            '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+            '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+            '-keyout', $key, '-out', $self->{ca});
+        $r->{exit} == 0 or die "openssl req: $r->{err}\n";
+        chmod 0644, $self->{ca};
+        @tls = ('--key', $key, '--cert', $self->{ca});
+    }
     _spawn($t->path('logs/s3rver.log'), $bin, '-d', $self->{dir},
-        '-a', '127.0.0.1', '-p', $self->{port}, '--configure-bucket', 'bucket');
+        '-a', '127.0.0.1', '-p', $self->{port}, @tls, '--configure-bucket', 'bucket');
     _wait_port($self->{port});
     my $cred = $t->path('var/s3.cred');
     open my $fh, '>', $cred or die $!;
@@ -75,6 +89,7 @@ sub new {
 sub port        { $_[0]{port} }
 sub dir         { $_[0]{dir} }
 sub credentials { $_[0]{cred} }
+sub ca          { $_[0]{ca} }
 
 sub proxy {
     my ($self, %o) = @_;

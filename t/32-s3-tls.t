@@ -1,0 +1,77 @@
+#!/usr/bin/perl
+# An S3 store over https (s3rver with a self-signed certificate): ca= takes
+# the certificates to trust and needs an https endpoint; without it the
+# store's certificate is refused, the cycle fails with a 503 that says so
+# and the uploads stay hot; with it every upload is archived, and the
+# objects hold the bytes the catalog says (TLS protects the transfer, so
+# no MD5 of the bytes is computed, but the store's ETag is still its MD5).
+
+use strict;
+use warnings;
+use Test::More;
+use lib 't/lib';
+use AvroTest::Nginx;
+use AvroTest::S3;
+
+my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db', log_level => 'info');
+my $s3 = AvroTest::S3->new($t, tls => 1);
+my ($port, $cred, $ca) = ($s3->port, $s3->credentials, $s3->ca);
+
+sub conf {
+    my ($endpoint, $more) = @_;
+    $t->archive_conf(
+        cold => "s3://bucket/tls endpoint=$endpoint credentials=$cred$more",
+        archive => 'interval=1h node=t1');
+}
+
+conf("http://127.0.0.1:$port", " ca=$ca");
+my $check = $t->nginx_t;
+isnt $check->{exit}, 0, 'ca= with an http endpoint: nginx -t fails';
+like $check->{err}, qr/needs an https:\/\/ endpoint for ca=/, 'and says why';
+
+conf("https://127.0.0.1:$port", " ca=$ca.missing");
+$t->run;
+like $t->error_log, qr/ca=\S+\.missing: No such file/,
+    'a ca= file that cannot be read is logged at start';
+$t->stop;
+
+my $n = 0;
+sub upload {
+    my ($ds, $table) = @_;
+    my $f = $t->avro_gen(table => $table, records => 4, seed => ++$n);
+    return $t->post("/upload?dataset_id=$ds&table=$table&period_tag=p1",
+        'application/avro', slurp($f))->{status};
+}
+
+# --- the store's certificate is not trusted ---------------------------------
+conf("https://127.0.0.1:$port", '');
+$t->run;
+is upload('a', 'battle'), 201, 'upload a';
+my $r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 503, 'without ca=: the cycle fails with 503';
+like $r->{json}{message}, qr/certificate/i, 'the message says the certificate was refused';
+unlike $r->{content}, qr/S3RVER/, 'no credentials in the answer';
+is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 1,
+    'the upload stays hot';
+$t->stop;
+
+# --- ca= trusts it ----------------------------------------------------------
+conf("https://127.0.0.1:$port", " ca=$ca");
+is $t->nginx_t->{exit}, 0, 'ca= with an https endpoint: nginx -t passes';
+$t->run;
+is upload('b', 'battle'), 201, 'upload b';
+is upload('c', 'own_ship'), 201, 'upload c';
+$r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 200, 'with ca=: the cycle succeeds' or diag $r->{content};
+is $r->{json}{uploads}, 3, 'all three uploads archived';
+is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'no hot row left';
+
+my $files = $t->sqlite('SELECT etag FROM archived_files');
+is scalar @$files, 3, 'three files: the job that failed, then one per table';
+is scalar(grep { $_->{etag} =~ /^[0-9a-f]{32}$/ } @$files), 3,
+    'the catalog keeps the store\'s ETags';
+is_deeply [ $s3->bad_objects('bucket/tls') ], [],
+    'every object has its catalog size, SHA-256, MD5 and records';
+
+is_deeply [ $t->check_log_clean(ignore => qr/certificate|ca=/) ], [], 'no other alert in the log';
+done_testing;
