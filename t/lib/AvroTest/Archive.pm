@@ -8,6 +8,8 @@ package AvroTest::Archive;
 #   is $ar->upload('a1'), 201;
 #   my $r = $ar->archive;                     # POST /archive
 #   is_deeply [$ar->misindexed], [];          # datasets indexed wrongly
+#   my $r = $ar->through_proxy($s3, qr/\(unsigned payload\)$/, 'each unsigned');
+#   $r = $ar->under_fault($s3, 'put_corrupt');   # 3 more uploads, one cycle
 #
 #   my ($pid, $key, $child) = AvroTest::Archive::stop_at($t, $stop, 'put');
 #   AvroTest::Archive::kill_stopped($pid, $child);   # kill -9 there
@@ -42,6 +44,30 @@ sub records { scalar keys %{ $_[0]{records} } }
 
 sub archive {
     $_[0]{t}->post('/archive', 'application/json', '', timeout => 30);
+}
+
+# Uploads a1..a6, archives them through the fault proxy of $s3 and checks
+# that the cycle succeeded with at least two PUTs, each of whose proxy log
+# lines matches $put_re ($what says how); returns the cycle's answer.
+sub through_proxy {
+    my ($self, $s3, $put_re, $what) = @_;
+    Test::More::is($self->upload("a$_"), 201, "upload a$_") for 1 .. 6;
+    my $r = $self->archive;
+    Test::More::is($r->{status}, 200, 'archived through the SigV4-checking proxy')
+        or Test::More::diag($r->{content});
+    my @puts = $s3->proxied('PUT');
+    Test::More::ok(@puts >= 2, scalar(@puts) . ' PUTs went through the proxy');
+    Test::More::is_deeply([grep { !/$put_re/ } @puts], [], "$what, none refused");
+    return $r;
+}
+
+# Uploads b1..b3, switches the proxy of $s3 to $fault and runs a cycle;
+# returns its answer.
+sub under_fault {
+    my ($self, $s3, $fault) = @_;
+    Test::More::is($self->upload("b$_"), 201, "upload b$_") for 1 .. 3;
+    $s3->fault($fault);
+    return $self->archive;
 }
 
 # The datasets uploaded whose block_indexes rows are not exactly one with
