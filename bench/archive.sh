@@ -6,7 +6,9 @@
 #   file:   against `curl -T file://` of the same bytes into the same
 #           filesystem, then `sync`;
 #   s3://   into s3rver (the S3-compatible server the tests use), against
-#           `curl -T --aws-sigv4` of the same bytes to the same s3rver.
+#           `curl -T --aws-sigv4` of the same bytes to the same s3rver;
+#   s3tls   the same over https (a second s3rver with a certificate made
+#           for the run), how AWS S3 and R2 are reached.
 #
 # The same hot store serves both cycles (a copy is taken after the fill).
 # Prints MB/s of each side and their ratio, where the cycle's time went,
@@ -26,8 +28,9 @@ BYTES=${BENCH_BYTES:-1073741824}
 ROUNDS=${BENCH_ROUNDS:-4}
 PORT=${BENCH_PORT:-18472}
 S3PORT=${BENCH_S3_PORT:-18473}
+S3TLSPORT=${BENCH_S3TLS_PORT:-18474}
 dir=$(mktemp -d /tmp/avro-archive-bench.XXXXXX)
-s3pid=
+s3pid= s3tlspid=
 
 stop_nginx() {
     local pid
@@ -40,6 +43,7 @@ stop_nginx() {
 cleanup() {
     stop_nginx
     [ -n "$s3pid" ] && kill "$s3pid" 2> /dev/null
+    [ -n "$s3tlspid" ] && kill "$s3tlspid" 2> /dev/null
     [ -n "${BENCH_KEEP:-}" ] && cp $dir/hot.db.copy $BENCH_KEEP
     rm -rf $dir
 }
@@ -126,11 +130,11 @@ cycle() {
     sample_rss $dir/peak $(pgrep -P "$(cat $dir/nginx.pid)")
     sampler=$!
     start=$(date +%s.%N)
-    s3cpu0=$(cpu_secs "$s3pid")
+    s3cpu0=$(cpu_secs "$srvpid")
     j0=$(machine_jiffies)
     summary=$(curl -s -X POST http://127.0.0.1:$PORT/archive)
     cycle_machine=$(machine_since "$j0")
-    s3cpu=$(echo "$(cpu_secs "$s3pid") - $s3cpu0" | bc -l)
+    s3cpu=$(echo "$(cpu_secs "$srvpid") - $s3cpu0" | bc -l)
     end=$(date +%s.%N)
     kill $sampler
     wait $sampler 2> /dev/null || true
@@ -161,23 +165,47 @@ stop_nginx
 cp $dir/hot/hot.db $dir/hot.db.copy
 
 # --- rounds -------------------------------------------------------------
-mkdir -p $dir/s3
-node_modules/.bin/s3rver -d $dir/s3 -a 127.0.0.1 -p $S3PORT --silent \
-    --configure-bucket bucket > $dir/s3rver.log 2>&1 &
-s3pid=$!
-for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:$S3PORT/ && break; sleep 0.1; done
 printf 'access_key_id=S3RVER\nsecret_access_key=S3RVER\n' > $dir/s3.cred
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout $dir/key.pem -out $dir/cert.pem 2> /dev/null
 
-# A fresh s3rver (node.js) spends about twice the CPU on its first GB as
-# on the next ones (6.8 s against 3.0-4.3 s here), and the round's cycle
-# would pay for that alone, curl's copy coming after it: one throwaway PUT
-# of the same order of bytes first.
-curl -s -f -o /dev/null -T $dir/hot.db.copy --user S3RVER:S3RVER \
-    --aws-sigv4 "aws:amz:us-east-1:s3" \
-    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-    "http://127.0.0.1:$S3PORT/bucket/warm-up"
-rm -rf $dir/s3/bucket/warm-up*
-s3store="s3://bucket/archive endpoint=http://127.0.0.1:$S3PORT region=us-east-1 credentials=$dir/s3.cred"
+# url SIDE: the base URL of the side's s3rver; curl_tls SIDE: curl's
+# options for it
+url() { [ "$1" = s3 ] && echo "http://127.0.0.1:$S3PORT" \
+                      || echo "https://127.0.0.1:$S3TLSPORT"; }
+curl_tls() { [ "$1" = s3 ] || echo "--cacert $dir/cert.pem"; }
+
+# start_s3rver SIDE [s3rver options]: its own directory and port; sets
+# s3pid or s3tlspid
+start_s3rver() {
+    local side=$1 port
+    shift
+    port=$(url $side | sed 's/.*://')
+    mkdir -p $dir/$side
+    node_modules/.bin/s3rver -d $dir/$side -a 127.0.0.1 -p $port --silent \
+        --configure-bucket bucket "$@" > $dir/$side.log 2>&1 &
+    eval "${side}pid=$!"
+    for _ in $(seq 100); do
+        curl -s -o /dev/null $(curl_tls $side) $(url $side)/ && break
+        sleep 0.1
+    done
+
+    # A fresh s3rver (node.js) spends about twice the CPU on its first GB
+    # as on the next ones (6.8 s against 3.0-4.3 s here), and the round's
+    # cycle would pay for that alone, curl's copy coming after it: one
+    # throwaway PUT of the same order of bytes first.
+    curl -s -f -o /dev/null $(curl_tls $side) -T $dir/hot.db.copy \
+        --user S3RVER:S3RVER --aws-sigv4 "aws:amz:us-east-1:s3" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+        "$(url $side)/bucket/warm-up"
+    rm -rf $dir/$side/bucket/warm-up*
+}
+
+start_s3rver s3
+start_s3rver s3tls --key $dir/key.pem --cert $dir/cert.pem
+s3store="s3://bucket/archive endpoint=$(url s3) region=us-east-1 credentials=$dir/s3.cred"
+s3tlsstore="s3://bucket/archive endpoint=$(url s3tls) region=us-east-1 credentials=$dir/s3.cred ca=$dir/cert.pem"
 
 restore() {
     cp $dir/hot.db.copy $dir/hot/hot.db
@@ -200,15 +228,16 @@ copy_files() {
     sync
 }
 
-# curl streams the file and signs it as UNSIGNED-PAYLOAD (it cannot hash
-# an upload it has not read): less work than the archiver, which hashes
-# every byte twice (SHA-256 for the catalog, MD5 against the ETag)
+# put_files SIDE: curl streams each file and signs it as UNSIGNED-PAYLOAD
+# (it cannot hash an upload it has not read): less work than the
+# archiver, which hashes every byte (SHA-256 for the catalog, and over
+# http MD5 against the ETag)
 put_files() {
     for f in $files; do
-        curl -s -f -o /dev/null -T "$f" --user S3RVER:S3RVER \
-            --aws-sigv4 "aws:amz:us-east-1:s3" \
+        curl -s -f -o /dev/null $(curl_tls $1) -T "$f" \
+            --user S3RVER:S3RVER --aws-sigv4 "aws:amz:us-east-1:s3" \
             -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-            "http://127.0.0.1:$S3PORT/bucket/plain/$(basename "$f")"
+            "$(url $1)/bucket/plain/$(basename "$f")"
     done
 }
 
@@ -218,7 +247,7 @@ mbs() { echo "$1 / $2 / 1000000" | bc -l; }
 result() {
     local bytes
     bytes=$(json_field "$summary" bytes)
-    printf '%-5s round %d: archive %7.1f MB/s (%.2f s; ms: claim %d, build %d, put %d, commit %d, checkpoint %d); curl %7.1f MB/s (%.2f s); ratio %.3f; RSS growth %d KiB\n' \
+    printf '%-6s round %d: archive %7.1f MB/s (%.2f s; ms: claim %d, build %d, put %d, commit %d, checkpoint %d); curl %7.1f MB/s (%.2f s); ratio %.3f; RSS growth %d KiB\n' \
         "$1" "$2" "$(mbs "$bytes" "$secs")" "$secs" "$(json_field "$summary" claim)" \
         "$(json_field "$summary" build)" "$(json_field "$summary" put)" \
         "$(json_field "$summary" commit)" "$(json_field "$summary" checkpoint)" \
@@ -249,18 +278,25 @@ copy_file_side() {
 }
 
 copy_s3_side() {
-    local c0 j0
+    local c0 j0 side=${1:-s3}
     sync
-    c0=$(cpu_secs "$s3pid")
+    c0=$(cpu_secs "$srvpid")
     j0=$(machine_jiffies)
-    timed put_files
+    timed put_files $side
     copy_machine=$(machine_since "$j0")
-    copy_s3cpu=$(echo "$(cpu_secs "$s3pid") - $c0" | bc -l)
+    copy_s3cpu=$(echo "$(cpu_secs "$srvpid") - $c0" | bc -l)
 }
+
+copy_s3tls_side() { copy_s3_side s3tls; }
 
 # side NAME STORE ROUND COPY_FIRST: the cycle of one side and its plain
 # copy, in the order given, each from the same restored hot store
 side() {
+    case $1 in
+    s3) srvpid=$s3pid ;;
+    s3tls) srvpid=$s3tlspid ;;
+    *) srvpid= ;;
+    esac
     restore
     if [ "$4" = 1 ]; then
         copy_$1_side
@@ -276,8 +312,8 @@ side() {
     fi
     bsecs=$secs secs=$cycle_secs
     echo "$1 round $3: the machine during the cycle: $cycle_machine; during the copy: $copy_machine"
-    if [ "$1" = s3 ]; then
-        echo "s3 round $3: s3rver's CPU: $s3cpu s during the cycle, $copy_s3cpu s during curl's copy"
+    if [ -n "$srvpid" ]; then
+        echo "$1 round $3: s3rver's CPU: $s3cpu s during the cycle, $copy_s3cpu s during curl's copy"
     fi
     result $1 $3
 }
@@ -285,19 +321,23 @@ side() {
 # What runs first ran slower in trials here, in both senses: the side that
 # runs second in a round, and within a side the step after the other.  So
 # both orders alternate, and every 4 rounds hold each combination once:
-# rounds 1, 2: file: before s3://; 3, 4: s3:// first; odd rounds: each
-# cycle before its copy, even rounds: the copy first (round 1's file:
-# cycle makes the files that the copies send).
-file_ratios= s3_ratios= file_mbs= s3_mbs= file_bmbs= s3_bmbs=
+# rounds 1, 2: file:, s3://, s3tls; 3, 4: the other way round; odd
+# rounds: each cycle before its copy, even rounds: the copy first (round
+# 1's file: cycle makes the files that the copies send).
+file_ratios= s3_ratios= s3tls_ratios= file_mbs= s3_mbs= s3tls_mbs=
+file_bmbs= s3_bmbs= s3tls_bmbs=
 files= archived=
 for round in $(seq $ROUNDS); do
-    rm -rf $dir/cold $dir/plain $dir/s3/bucket/archive $dir/s3/bucket/plain
+    rm -rf $dir/cold $dir/plain $dir/s3/bucket/archive $dir/s3/bucket/plain \
+        $dir/s3tls/bucket/archive $dir/s3tls/bucket/plain
     mkdir -p $dir/plain
     copy_first=$(( (round + 1) % 2 ))
     if [ $(( (round - 1) / 2 % 2 )) = 0 ]; then
         side file "file:$dir/cold" $round $copy_first
         side s3 "$s3store" $round $copy_first
+        side s3tls "$s3tlsstore" $round $copy_first
     else
+        side s3tls "$s3tlsstore" $round $copy_first
         side s3 "$s3store" $round $copy_first
         side file "file:$dir/cold" $round $copy_first
     fi
@@ -323,12 +363,12 @@ PY
 echo
 printf 'hot store: %d bytes of uploads; %d uploads, %d records\n' "$hot" \
     "$(json_field "$file_summary" uploads)" "$(json_field "$file_summary" records)"
-for side in file s3; do
+for side in file s3 s3tls; do
     eval "ratios=\$${side}_ratios m=\$${side}_mbs bm=\$${side}_bmbs growth=\$${side}_growth"
-    printf '%-5s median of %d rounds: archive %.1f MB/s, curl -T %.1f MB/s; ratio archive/curl %.3f (rounds:%s) (target >= 0.7)\n' \
+    printf '%-6s median of %d rounds: archive %.1f MB/s, curl -T %.1f MB/s; ratio archive/curl %.3f (rounds:%s) (target >= 0.7)\n' \
         "$side" "$ROUNDS" "$(median $m)" "$(median $bm)" "$(median $ratios)" \
         "$(printf ' %.3f' $ratios)"
-    printf '%-5s workers'"'"' peak RSS growth, largest of the rounds: %d KiB (target < 65536)\n' "$side" "$growth"
+    printf '%-6s workers'"'"' peak RSS growth, largest of the rounds: %d KiB (target < 65536)\n' "$side" "$growth"
 done
 set -- $gz
 printf 'records: %d bytes raw; archived %d bytes (deflate, %.3f of raw)\n' "$1" "$archived" "$(echo "$archived / $1" | bc -l)"
