@@ -27,6 +27,8 @@ static char *ngx_http_avro_schemas(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static void ngx_http_avro_objstore_conf(ngx_http_avro_main_conf_t *amcf,
+    avs_objstore_conf_t *oc);
 static char *ngx_http_avro_archive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_avro_archive_now(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -504,9 +506,11 @@ ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_avro_main_conf_t *amcf = conf;
 
-    u_char     *p;
-    ngx_str_t  *value, v, dir;
-    ngx_uint_t  i;
+    u_char               *p;
+    avs_err_t             err;
+    ngx_str_t            *value, v, dir;
+    ngx_uint_t            i;
+    avs_objstore_conf_t   oc;
 
     if (amcf->cold_store.data != NULL) {
         return "is duplicate";
@@ -606,17 +610,40 @@ ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs endpoint= and credentials= for s3://";
     }
 
-    if (amcf->cold_ca.data != NULL
-        && ngx_strncmp(amcf->cold_endpoint.data, "https://", 8) != 0)
-    {
-        return "needs an https:// endpoint for ca=";
-    }
-
     if (amcf->cold_region.data == NULL) {
         ngx_str_set(&amcf->cold_region, "us-east-1");
     }
 
+    /*
+     * What the workers will check, checked now, so that nginx -t and a
+     * reload refuse a bad store.  The workers read the credentials again
+     * as their own user.
+     */
+
+    ngx_http_avro_objstore_conf(amcf, &oc);
+
+    if (avs_objstore_check(&oc, &err) != AVS_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", err.msg);
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/* The core's settings of the cold store, from the directive's. */
+static void
+ngx_http_avro_objstore_conf(ngx_http_avro_main_conf_t *amcf,
+    avs_objstore_conf_t *oc)
+{
+    ngx_memzero(oc, sizeof(avs_objstore_conf_t));
+    oc->url = (const char *) amcf->cold_store.data;
+    oc->endpoint = (const char *) amcf->cold_endpoint.data;
+    oc->region = (const char *) amcf->cold_region.data;
+    oc->signed_payload = (int) amcf->cold_signed_payload;
+    oc->credentials = (const char *) amcf->cold_credentials.data;
+    oc->ca_file = (const char *) amcf->cold_ca.data;
+    oc->timeout_ms = 60000;
 }
 
 
@@ -1172,14 +1199,7 @@ ngx_http_avro_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_memzero(&oc, sizeof(oc));
-    oc.url = (const char *) amcf->cold_store.data;
-    oc.endpoint = (const char *) amcf->cold_endpoint.data;
-    oc.region = (const char *) amcf->cold_region.data;
-    oc.signed_payload = (int) amcf->cold_signed_payload;
-    oc.credentials = (const char *) amcf->cold_credentials.data;
-    oc.ca_file = (const char *) amcf->cold_ca.data;
-    oc.timeout_ms = 60000;
+    ngx_http_avro_objstore_conf(amcf, &oc);
 
     if (avs_objstore_open(&oc, &amcf->objstore, &err) != AVS_OK) {
         /* uploads go on; nothing is archived until a reload fixes it */

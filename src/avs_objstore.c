@@ -512,21 +512,13 @@ avs_s3_open(avs_objstore_t *os, const avs_objstore_conf_t *conf,
         }
     }
 
-    rc = avs_s3_credentials(os, conf->credentials, err);
-    if (rc != AVS_OK) {
-        return rc;
-    }
-
-    if (pthread_once(&avs_curl_once, avs_curl_init) != 0) {
-        return avs_err_set(err, AVS_EINTERNAL, "cold store: libcurl init");
-    }
-
-    return AVS_OK;
+    return avs_s3_credentials(os, conf->credentials, err);
 }
 
 
-avs_rc_t
-avs_objstore_open(const avs_objstore_conf_t *conf, avs_objstore_t **out,
+/* avs_objstore_open without libcurl: the settings only. */
+static avs_rc_t
+avs_objstore_parse(const avs_objstore_conf_t *conf, avs_objstore_t **out,
     avs_err_t *err)
 {
     avs_rc_t         rc;
@@ -564,6 +556,39 @@ avs_objstore_open(const avs_objstore_conf_t *conf, avs_objstore_t **out,
     *out = os;
 
     return AVS_OK;
+}
+
+
+avs_rc_t
+avs_objstore_open(const avs_objstore_conf_t *conf, avs_objstore_t **out,
+    avs_err_t *err)
+{
+    avs_rc_t  rc;
+
+    rc = avs_objstore_parse(conf, out, err);
+
+    if (rc == AVS_OK && (*out)->s3
+        && pthread_once(&avs_curl_once, avs_curl_init) != 0)
+    {
+        avs_objstore_close(*out);
+        *out = NULL;
+        return avs_err_set(err, AVS_EINTERNAL, "cold store: libcurl init");
+    }
+
+    return rc;
+}
+
+
+avs_rc_t
+avs_objstore_check(const avs_objstore_conf_t *conf, avs_err_t *err)
+{
+    avs_rc_t         rc;
+    avs_objstore_t  *os;
+
+    rc = avs_objstore_parse(conf, &os, err);
+    avs_objstore_close(os);
+
+    return rc;
 }
 
 

@@ -77,6 +77,14 @@ typedef struct {
  */
 avs_rc_t avs_objstore_open(const avs_objstore_conf_t *conf,
     avs_objstore_t **out, avs_err_t *err);
+
+/*
+ * The same checks as avs_objstore_open, credentials file included, keeping
+ * nothing and leaving libcurl alone: for nginx -t and reloads, in the
+ * master, so that a bad store is refused before any worker starts.
+ */
+avs_rc_t avs_objstore_check(const avs_objstore_conf_t *conf,
+    avs_err_t *err);
 void avs_objstore_close(avs_objstore_t *os);
 
 /* 1 for an s3:// store, 0 for file:. */

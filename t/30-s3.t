@@ -32,6 +32,24 @@ subtest 'backend' => sub {
     like $r->{out}, qr/^1\.\.\d+$/m, 'ran its plan';
 };
 
+# what the workers would refuse, nginx -t refuses first
+my $endpoint = "endpoint=http://127.0.0.1:$port";
+for my $case (
+    [ "$endpoint credentials=$cred.missing",
+      qr/credentials \S+\.missing: No such file/, 'a missing credentials file' ],
+    [ "$endpoint credentials=$cred region=us/east", qr/bad region "us\/east"/,
+      'a bad region' ],
+    [ "endpoint=ftp://127.0.0.1 credentials=$cred",
+      qr/endpoint must start with http:\/\/ or https:\/\//, 'an ftp endpoint' ])
+{
+    my ($more, $why, $name) = @$case;
+    $t->archive_conf(cold => "s3://bucket/archive $more", archive => 'interval=1h');
+    my $check = $t->nginx_t;
+    isnt $check->{exit}, 0, "$name: nginx -t fails";
+    like $check->{err}, $why, "$name: and says why";
+    unlike $check->{err}, qr/S3RVER/, "$name: no secret in the message";
+}
+
 $t->archive_conf(workers => 2,
     cold => "s3://bucket/archive endpoint=http://127.0.0.1:$port"
         . " region=us-east-1 credentials=$cred",
@@ -76,5 +94,6 @@ for my $line (split /\n/, $lines->{out}) {
 }
 is_deeply \%got, \%want, 'index ranges hold exactly each dataset\'s records';
 
-is_deeply [$t->check_log_clean], [], 'error log clean';
+is_deeply [$t->check_log_clean(ignore => qr/\[emerg\] .*cold store: /)], [],
+    'error log clean but for nginx -t of the bad stores';
 done_testing;

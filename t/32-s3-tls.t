@@ -27,13 +27,37 @@ sub conf {
 conf("http://127.0.0.1:$port", " ca=$ca");
 my $check = $t->nginx_t;
 isnt $check->{exit}, 0, 'ca= with an http endpoint: nginx -t fails';
-like $check->{err}, qr/needs an https:\/\/ endpoint for ca=/, 'and says why';
+like $check->{err}, qr/ca= needs an https:\/\/ endpoint/, 'and says why';
 
 conf("https://127.0.0.1:$port", " ca=$ca.missing");
-$t->run;
-like $t->error_log, qr/ca=\S+\.missing: No such file/,
-    'a ca= file that cannot be read is logged at start';
-$t->stop;
+$check = $t->nginx_t;
+isnt $check->{exit}, 0, 'a ca= file that does not exist: nginx -t fails';
+like $check->{err}, qr/ca=\S+\.missing: No such file/, 'and names it';
+
+SKIP: {
+    skip 'the workers run as another user only when the tests run as root', 3
+        unless $> == 0;
+
+    # readable by the master (root), not by the workers (nobody)
+    my $private = $t->path('var/private-ca.pem');
+    open my $in, '<', $ca or die $!;
+    open my $out, '>', $private or die $!;
+    print $out $_ while <$in>;
+    close $out;
+    chmod 0600, $private or die $!;
+
+    conf("https://127.0.0.1:$port", " ca=$private");
+    is $t->nginx_t->{exit}, 0, 'a ca= file only root can read: nginx -t passes';
+    $t->run;
+    like $t->error_log, qr/ca=\S+private-ca\.pem: Permission denied/,
+        'and the workers log that they cannot read it';
+    my $f = $t->avro_gen(table => 'battle', records => 2, seed => 999);
+    is $t->post('/upload?dataset_id=z&table=battle&period_tag=p0',
+        'application/avro', slurp($f))->{status}, 201,
+        'uploads go on meanwhile';
+    $t->stop;
+    $t->sqlite('DELETE FROM buffer_logs', write => 1);   # not this test's
+}
 
 my $n = 0;
 sub upload {
