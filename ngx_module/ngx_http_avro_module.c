@@ -604,20 +604,10 @@ ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (amcf->cold_endpoint.data == NULL
-        || amcf->cold_credentials.data == NULL)
-    {
-        return "needs endpoint= and credentials= for s3://";
-    }
-
-    if (amcf->cold_region.data == NULL) {
-        ngx_str_set(&amcf->cold_region, "us-east-1");
-    }
-
     /*
-     * What the workers will check, checked now, so that nginx -t and a
-     * reload refuse a bad store.  The workers read the credentials again
-     * as their own user.
+     * What the workers will check (the defaults are the core's too),
+     * checked now, so that nginx -t and a reload refuse a bad store.  The
+     * workers read the credentials again as their own user.
      */
 
     ngx_http_avro_objstore_conf(amcf, &oc);

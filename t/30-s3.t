@@ -40,7 +40,10 @@ for my $case (
     [ "$endpoint credentials=$cred region=us/east", qr/bad region "us\/east"/,
       'a bad region' ],
     [ "endpoint=ftp://127.0.0.1 credentials=$cred",
-      qr/endpoint must start with http:\/\/ or https:\/\//, 'an ftp endpoint' ])
+      qr/endpoint must start with http:\/\/ or https:\/\//, 'an ftp endpoint' ],
+    [ "credentials=$cred", qr/s3:\/\/ needs endpoint=http\(s\):\/\/host/,
+      'no endpoint' ],
+    [ $endpoint, qr/s3:\/\/ needs credentials=<file>/, 'no credentials' ])
 {
     my ($more, $why, $name) = @$case;
     $t->archive_conf(cold => "s3://bucket/archive $more", archive => 'interval=1h');
