@@ -292,11 +292,7 @@ copy_s3tls_side() { copy_s3_side s3tls; }
 # side NAME STORE ROUND COPY_FIRST: the cycle of one side and its plain
 # copy, in the order given, each from the same restored hot store
 side() {
-    case $1 in
-    s3) srvpid=$s3pid ;;
-    s3tls) srvpid=$s3tlspid ;;
-    *) srvpid= ;;
-    esac
+    eval "srvpid=\${${1}pid:-}"      # the side's s3rver, none for file:
     restore
     if [ "$4" = 1 ]; then
         copy_$1_side
