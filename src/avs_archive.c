@@ -246,7 +246,7 @@ static avs_rc_t avs_archive_build_put(avs_cycle_t *cy, avs_flight_t *f,
     avs_err_t *err);
 static avs_rc_t avs_archive_build(avs_cycle_t *cy, avs_build_t *b,
     avs_err_t *err);
-static avs_rc_t avs_archive_begin(avs_cycle_t *cy, avs_build_t *b,
+static avs_rc_t avs_archive_begin(avs_cycle_t *cy, avs_build_t *b, int hash,
     avs_err_t *err);
 static avs_rc_t avs_archive_finish(avs_build_t *b, avs_err_t *err);
 static avs_rc_t avs_archive_build_read(sqlite3 *db, void *arg,
@@ -1265,19 +1265,22 @@ avs_archive_stop(avs_cycle_t *cy, avs_archive_step_t step, const char *key,
 
 
 /*
- * What a build and a stream both need before the first byte: the hash and
- * the side file of the block index ranges (unnamed once open).
+ * What a build and a stream both need before the first byte: the side
+ * file of the block index ranges (unnamed once open), and the SHA-256
+ * when hash is set (a stream's PUT hashes what it sends itself).
  */
 static avs_rc_t
-avs_archive_begin(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
+avs_archive_begin(avs_cycle_t *cy, avs_build_t *b, int hash, avs_err_t *err)
 {
     int   fd;
     char  ranges[PATH_MAX];
 
-    b->md = avs_sha256_new();
+    if (hash) {
+        b->md = avs_sha256_new();
 
-    if (b->md == NULL) {
-        return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
+        if (b->md == NULL) {
+            return avs_err_set(err, AVS_ENOMEM, "archive: out of memory");
+        }
     }
 
     if (snprintf(ranges, sizeof(ranges), "%s/avs-ranges-XXXXXX",
@@ -1365,7 +1368,7 @@ avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
         avs_archive_direct(b, 1);
     }
 
-    rc = avs_archive_begin(cy, b, err);
+    rc = avs_archive_begin(cy, b, 1, err);
     if (rc != AVS_OK) {
         return rc;
     }
@@ -1391,7 +1394,10 @@ avs_archive_build(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
 }
 
 
-/* After the last byte: the ranges written out, the SHA-256 final. */
+/*
+ * After the last byte: the ranges written out, the SHA-256 final (unless
+ * the PUT gave it).
+ */
 static avs_rc_t
 avs_archive_finish(avs_build_t *b, avs_err_t *err)
 {
@@ -1401,7 +1407,7 @@ avs_archive_finish(avs_build_t *b, avs_err_t *err)
                            b->job->key, strerror(errno));
     }
 
-    return avs_sha256_final_hex(b->md, b->sha256)
+    return (b->md == NULL || avs_sha256_final_hex(b->md, b->sha256))
            ? AVS_OK
            : avs_err_set(err, AVS_EINTERNAL, "archive: sha256 failed");
 }
@@ -1548,7 +1554,7 @@ avs_archive_source_read(avs_build_t *b, uint8_t *buf, size_t len,
 
     *got = n;
 
-    if (n > 0 && !avs_sha256_update(b->md, buf, n)) {
+    if (n > 0 && b->md != NULL && !avs_sha256_update(b->md, buf, n)) {
         return avs_err_set(err, AVS_EINTERNAL, "archive: sha256 failed");
     }
 
@@ -1663,9 +1669,9 @@ avs_archive_source_close(avs_build_t *b)
 /*
  * s3://: the job's bytes go straight from the read snapshot into the PUT,
  * with no temporary file, once the key is the job's own (made so by
- * avs_archive_start): they are read, hashed and sent as the store asks
- * for them.  The store checks the transfer by its ETag (the
- * MD5 of the bytes); the SHA-256 is the catalog's.
+ * avs_archive_start): they are read and sent as the store asks for them,
+ * and the PUT hashes them as they go (SHA-256 for the catalog, and over
+ * plain HTTP the MD5 its ETag is checked against).
  */
 static avs_rc_t
 avs_archive_stream(avs_cycle_t *cy, avs_build_t *b, char *etag,
@@ -1673,7 +1679,7 @@ avs_archive_stream(avs_cycle_t *cy, avs_build_t *b, char *etag,
 {
     avs_rc_t  rc;
 
-    rc = avs_archive_begin(cy, b, err);
+    rc = avs_archive_begin(cy, b, 0, err);
     if (rc != AVS_OK) {
         return rc;
     }
@@ -1718,7 +1724,8 @@ avs_archive_stream_read(sqlite3 *db, void *arg, avs_err_t *err)
         rc = avs_objstore_put_stream(b->os, job->key,
                                      (uint64_t) (job->header_bytes
                                                  + job->data_bytes),
-                                     avs_archive_stream_cb, b, b->etag, &e);
+                                     avs_archive_stream_cb, b, b->etag,
+                                     b->sha256, &e);
 
         if (rc != AVS_OK && b->serr.rc != AVS_OK) {
             *err = b->serr;

@@ -26,8 +26,8 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
+#include "avs_digest.h"
 #include "avs_objstore.h"
 
 
@@ -69,7 +69,7 @@ typedef struct {
     uint64_t     upload_size;
     avs_objstore_read_pt  read;    /* or the body comes from here */
     void        *read_data;
-    EVP_MD_CTX  *md5;              /* of the bytes read sent */
+    avs_digest_t  *digest;         /* of the bytes read sent */
     uint64_t     sent;
     int          read_failed;
     avs_buf_t   *body;             /* where a 2xx body goes, or NULL */
@@ -826,10 +826,9 @@ avs_s3_on_header(char *p, size_t size, size_t n, void *data)
 
 /*
  * Gives libcurl the next bytes of a streamed body, from the caller's read
- * function, and hashes them (MD5) as they go when the ETag is to be
- * checked.  Never
- * more than the Content-Length announced: a producer that has more is a
- * bug, and the request is aborted rather than cut.
+ * function, and hashes them as they go.  Never more than the
+ * Content-Length announced: a producer that has more is a bug, and the
+ * request is aborted rather than cut.
  */
 static size_t
 avs_s3_on_read(char *p, size_t size, size_t n, void *data)
@@ -848,8 +847,8 @@ avs_s3_on_read(char *p, size_t size, size_t n, void *data)
 
     if (got < 0 || (size_t) got > len
         || (got == 0 && call->sent != call->upload_size)
-        || (call->md5 != NULL
-            && EVP_DigestUpdate(call->md5, p, (size_t) got) != 1))
+        || (call->digest != NULL
+            && !avs_digest_update(call->digest, p, (size_t) got)))
     {
         call->read_failed = 1;
         return CURL_READFUNC_ABORT;
@@ -1166,33 +1165,14 @@ avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
 
 
 /*
- * Compares the ETag of a single-part PUT with the MD5 of the bytes sent:
- * S3, R2 and MinIO give the MD5 there, so a difference means the store
- * kept other bytes than those sent (the payload is not signed).  An ETag
- * that is not 32 hex digits is not an MD5 and cannot be checked.
+ * Compares the ETag of a single-part PUT with the MD5 of the bytes sent
+ * (hex): S3, R2 and MinIO give the MD5 there, so a difference means the
+ * store kept other bytes than those sent (the payload is not signed).  An
+ * ETag that is not 32 hex digits is not an MD5 and cannot be checked.
  */
 static avs_rc_t
-avs_s3_check_etag(avs_s3_call_t *call, avs_err_t *err)
+avs_s3_check_etag(avs_s3_call_t *call, const char *md5, avs_err_t *err)
 {
-    size_t          i;
-    unsigned int    len;
-    unsigned char   md[EVP_MAX_MD_SIZE];
-    char            hex[33];
-
-    static const char  digits[] = "0123456789abcdef";
-
-    if (EVP_DigestFinal_ex(call->md5, md, &len) != 1 || len != 16) {
-        return avs_err_set(err, AVS_EINTERNAL, "PUT %s: md5 failed",
-                           call->key);
-    }
-
-    for (i = 0; i < 16; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 0xf];
-    }
-
-    hex[32] = '\0';
-
     if (strlen(call->etag) != 32 || strspn(call->etag, "0123456789abcdef"
                                            "ABCDEF") != 32)
     {
@@ -1204,13 +1184,13 @@ avs_s3_check_etag(avs_s3_call_t *call, avs_err_t *err)
                            (unsigned long long) call->sent);
     }
 
-    if (strcasecmp(call->etag, hex) != 0) {
+    if (strcasecmp(call->etag, md5) != 0) {
         return avs_err_set(err, AVS_ESTORE,
                            "PUT %s: the store's ETag %s is not the MD5 %s "
                            "of the %llu bytes sent: the transfer was "
                            "corrupted, or the bucket's ETags are not MD5s "
                            "(SSE-KMS, SSE-C: use payload=signed)",
-                           call->key, call->etag, hex,
+                           call->key, call->etag, md5,
                            (unsigned long long) call->sent);
     }
 
@@ -1220,18 +1200,20 @@ avs_s3_check_etag(avs_s3_call_t *call, avs_err_t *err)
 
 /*
  * PUT of size bytes produced while the request goes, signed
- * UNSIGNED-PAYLOAD (their hash is not known before they are sent).  Over
- * plain HTTP nothing else protects the bytes on the way, so the store's
- * ETag is checked against their MD5; over https TLS does, and the MD5
- * (over a second of CPU per GB) is not computed.
+ * UNSIGNED-PAYLOAD (their hash is not known before they are sent), and
+ * their SHA-256 computed as they go.  Over plain HTTP nothing else
+ * protects the bytes on the way, so the store's ETag is checked against
+ * their MD5 as well (computed in the same pass, avs_digest.h); over https
+ * TLS does, and the MD5 is not computed.
  */
 static avs_rc_t
 avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
     avs_objstore_read_pt read, void *data, char etag[AVS_ETAG_SIZE],
-    avs_err_t *err)
+    char sha256[AVS_SHA256_HEX_SIZE], avs_err_t *err)
 {
     avs_rc_t       rc;
     avs_s3_call_t  call;
+    char           md5[AVS_MD5_HEX_SIZE];
 
     memset(&call, 0, sizeof(avs_s3_call_t));
     call.method = "PUT";
@@ -1240,17 +1222,10 @@ avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
     call.read = read;
     call.read_data = data;
     call.upload_size = size;
+    call.digest = avs_digest_new(os->tls ? 0 : AVS_DIGEST_MD5);
 
-    if (!os->tls) {
-        call.md5 = EVP_MD_CTX_new();
-
-        if (call.md5 == NULL
-            || EVP_DigestInit_ex(call.md5, EVP_md5(), NULL) != 1)
-        {
-            EVP_MD_CTX_free(call.md5);
-            return avs_err_set(err, AVS_ENOMEM, "PUT %s: out of memory",
-                               key);
-        }
+    if (call.digest == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "PUT %s: out of memory", key);
     }
 
     rc = avs_s3_request(os, &call, err);
@@ -1266,15 +1241,19 @@ avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
         rc = avs_s3_failed(&call, err);
     }
 
-    if (rc == AVS_OK && call.md5 != NULL) {
-        rc = avs_s3_check_etag(&call, err);
+    if (rc == AVS_OK && !avs_digest_final(call.digest, sha256, md5)) {
+        rc = avs_err_set(err, AVS_EINTERNAL, "PUT %s: digest failed", key);
+    }
+
+    if (rc == AVS_OK && !os->tls) {
+        rc = avs_s3_check_etag(&call, md5, err);
     }
 
     if (rc == AVS_OK) {
         snprintf(etag, AVS_ETAG_SIZE, "%s", call.etag);
     }
 
-    EVP_MD_CTX_free(call.md5);
+    avs_digest_free(call.digest);
 
     return rc;
 }
@@ -1956,11 +1935,12 @@ avs_objstore_put_temp(avs_objstore_t *os, const char *key, const char *path,
 avs_rc_t
 avs_objstore_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
     avs_objstore_read_pt read, void *data, char etag[AVS_ETAG_SIZE],
-    avs_err_t *err)
+    char sha256[AVS_SHA256_HEX_SIZE], avs_err_t *err)
 {
     avs_rc_t  rc;
 
     etag[0] = '\0';
+    sha256[0] = '\0';
 
     rc = avs_objstore_key(key, err);
     if (rc != AVS_OK) {
@@ -1972,7 +1952,7 @@ avs_objstore_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
                            "put %s: a file: store takes no stream", key);
     }
 
-    return avs_s3_put_stream(os, key, size, read, data, etag, err);
+    return avs_s3_put_stream(os, key, size, read, data, etag, sha256, err);
 }
 
 

@@ -134,16 +134,18 @@ typedef ssize_t (*avs_objstore_read_pt)(void *data, uint8_t *buf,
 
 /*
  * s3:// only: PUTs exactly size bytes that read produces while the request
- * goes, with no file in between.  The payload is signed UNSIGNED-PAYLOAD
- * (its hash is known only at the end) and checked instead by the answer:
- * the ETag of a single-part PUT must be the MD5 of the bytes sent, or the
- * PUT fails (AVS_ESTORE) as a corrupted transfer.  A read that fails or
- * ends early aborts the request before its body is whole (a store keeps
- * no object of a PUT shorter than its Content-Length).
+ * goes, with no file in between, and gives their SHA-256 (lower-case
+ * hex).  The payload is signed UNSIGNED-PAYLOAD (its hash is known only
+ * at the end).  Over plain HTTP it is checked instead by the answer: the
+ * ETag of a single-part PUT must be the MD5 of the bytes sent, or the PUT
+ * fails (AVS_ESTORE) as a corrupted transfer.  A read that fails or ends
+ * early aborts the request before its body is whole (a store keeps no
+ * object of a PUT shorter than its Content-Length).
  */
 avs_rc_t avs_objstore_put_stream(avs_objstore_t *os, const char *key,
     uint64_t size, avs_objstore_read_pt read, void *data,
-    char etag[AVS_ETAG_SIZE], avs_err_t *err);
+    char etag[AVS_ETAG_SIZE], char sha256[AVS_SHA256_HEX_SIZE],
+    avs_err_t *err);
 
 /*
  * AVS_OK with the size and the tag put_file gave, AVS_DONE when there is

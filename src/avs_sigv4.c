@@ -44,8 +44,7 @@ static const char  avs_hex_lower[] = "0123456789abcdef";
 static const char  avs_hex_upper[] = "0123456789ABCDEF";
 
 
-/* Writes n bytes as lower-case hex followed by a NUL. */
-static void
+void
 avs_sigv4_hex(const unsigned char *p, size_t n, char *out)
 {
     size_t  i;

@@ -105,6 +105,9 @@ avs_rc_t avs_sigv4_uri_encode(avs_buf_t *out, const char *s, size_t n,
 /* Formats t (UTC) as an x-amz-date value. */
 void avs_sigv4_amz_date(time_t t, char out[AVS_SIGV4_DATE_SIZE]);
 
+/* Writes n bytes as lower-case hex followed by a NUL (2n + 1 bytes). */
+void avs_sigv4_hex(const unsigned char *p, size_t n, char *out);
+
 /* Lower-case hex SHA-256 of a buffer. */
 avs_rc_t avs_sha256_hex(const void *p, size_t n,
     char out[AVS_SHA256_HEX_SIZE]);
