@@ -19,6 +19,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define AVS_DIGEST_X86  1
+#include <cpuid.h>
 #include <immintrin.h>
 #else
 #define AVS_DIGEST_X86  0
@@ -203,15 +204,22 @@ avs_digest_free(avs_digest_t *d)
 
 #if AVS_DIGEST_X86
 
-/* The one-pass code needs SHA256RNDS2 and friends, PSHUFB and PBLENDW. */
+/*
+ * The one-pass code needs SHA256RNDS2 and friends (CPUID leaf 7, EBX bit
+ * 29), PSHUFB (SSSE3, leaf 1, ECX bit 9) and PBLENDW (SSE4.1, bit 19).
+ */
 static int
 avs_digest_cpu_ok(void)
 {
-    __builtin_cpu_init();
+    unsigned  a, b, c, d;
 
-    return __builtin_cpu_supports("sha")
-           && __builtin_cpu_supports("ssse3")
-           && __builtin_cpu_supports("sse4.1");
+    if (!__get_cpuid(1, &a, &b, &c, &d)
+        || !(c & (1u << 9)) || !(c & (1u << 19)))
+    {
+        return 0;
+    }
+
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29));
 }
 
 
