@@ -29,8 +29,8 @@
 struct avs_digest_s {
     int          md5_on;
     int          one_pass;
-    EVP_MD_CTX  *sha_ctx;           /* OpenSSL's, unless one_pass */
-    EVP_MD_CTX  *md5_ctx;
+    avs_sha256_t  *sha_ctx;         /* OpenSSL's, unless one_pass */
+    EVP_MD_CTX    *md5_ctx;
     uint32_t     md5[4];            /* the one-pass states */
     uint32_t     sha[8];
     uint64_t     len;               /* bytes taken */
@@ -42,6 +42,7 @@ struct avs_digest_s {
 #if AVS_DIGEST_X86
 
 static int avs_digest_cpu_ok(void);
+static void avs_digest_take(avs_digest_t *d, const uint8_t *in, size_t n);
 static void avs_digest_blocks(uint32_t md5[4], uint32_t sha[8],
     const uint8_t *p, size_t n);
 static void avs_digest_pad(avs_digest_t *d, uint8_t md5[16],
@@ -82,10 +83,8 @@ avs_digest_new(unsigned flags)
         return d;
     }
 
-    d->sha_ctx = EVP_MD_CTX_new();
-    if (d->sha_ctx == NULL
-        || EVP_DigestInit_ex(d->sha_ctx, EVP_sha256(), NULL) != 1)
-    {
+    d->sha_ctx = avs_sha256_new();
+    if (d->sha_ctx == NULL) {
         avs_digest_free(d);
         return NULL;
     }
@@ -107,42 +106,14 @@ avs_digest_new(unsigned flags)
 int
 avs_digest_update(avs_digest_t *d, const void *p, size_t n)
 {
-    const uint8_t  *in = p;
-    size_t          k;
-
     if (!d->one_pass) {
-        return EVP_DigestUpdate(d->sha_ctx, p, n) == 1
+        return avs_sha256_update(d->sha_ctx, p, n)
                && (d->md5_ctx == NULL
                    || EVP_DigestUpdate(d->md5_ctx, p, n) == 1);
     }
 
 #if AVS_DIGEST_X86
-    d->len += n;
-
-    if (d->held > 0) {
-        k = 64 - d->held;
-        k = (n < k) ? n : k;
-        memcpy(d->buf + d->held, in, k);
-        d->held += k;
-        in += k;
-        n -= k;
-
-        if (d->held < 64) {
-            return 1;
-        }
-
-        avs_digest_blocks(d->md5, d->sha, d->buf, 1);
-        d->held = 0;
-    }
-
-    avs_digest_blocks(d->md5, d->sha, in, n / 64);
-
-    k = n % 64;
-    memcpy(d->buf, in + n - k, k);
-    d->held = k;
-#else
-    (void) in;
-    (void) k;
+    avs_digest_take(d, p, n);
 #endif
 
     return 1;
@@ -164,17 +135,16 @@ avs_digest_final(avs_digest_t *d, char sha256[AVS_SHA256_HEX_SIZE],
     if (d->one_pass) {
 #if AVS_DIGEST_X86
         avs_digest_pad(d, m, s);
+        avs_sigv4_hex(s, 32, sha256);
 #endif
 
-    } else if (EVP_DigestFinal_ex(d->sha_ctx, s, &len) != 1 || len != 32
+    } else if (!avs_sha256_final_hex(d->sha_ctx, sha256)
                || (d->md5_ctx != NULL
                    && (EVP_DigestFinal_ex(d->md5_ctx, m, &len) != 1
                        || len != 16)))
     {
         return 0;
     }
-
-    avs_sigv4_hex(s, 32, sha256);
 
     if (md5 != NULL && d->md5_on) {
         avs_sigv4_hex(m, 16, md5);
@@ -195,7 +165,7 @@ void
 avs_digest_free(avs_digest_t *d)
 {
     if (d != NULL) {
-        EVP_MD_CTX_free(d->sha_ctx);
+        avs_sha256_free(d->sha_ctx);
         EVP_MD_CTX_free(d->md5_ctx);
         free(d);
     }
@@ -220,6 +190,38 @@ avs_digest_cpu_ok(void)
     }
 
     return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29));
+}
+
+
+/* The one-pass update: whole blocks now, the rest held for the next. */
+static void
+avs_digest_take(avs_digest_t *d, const uint8_t *in, size_t n)
+{
+    size_t  k;
+
+    d->len += n;
+
+    if (d->held > 0) {
+        k = 64 - d->held;
+        k = (n < k) ? n : k;
+        memcpy(d->buf + d->held, in, k);
+        d->held += k;
+        in += k;
+        n -= k;
+
+        if (d->held < 64) {
+            return;
+        }
+
+        avs_digest_blocks(d->md5, d->sha, d->buf, 1);
+        d->held = 0;
+    }
+
+    avs_digest_blocks(d->md5, d->sha, in, n / 64);
+
+    k = n % 64;
+    memcpy(d->buf, in + n - k, k);
+    d->held = k;
 }
 
 
