@@ -12,11 +12,12 @@
  * catalog rows, deletes the hot rows and closes the job in one
  * transaction, and does nothing for a job that is already done.
  *
- * Memory does not depend on the batch: rows are read through one blob
- * handle straight into a write buffer (file:) or libcurl's upload buffer
- * (s3://, no temporary file), the per-dataset ranges of the block index go
- * to a side file, and at most two jobs are in flight: one built and put
- * by a producer thread while the one before it is committed.
+ * Memory does not depend on the batch: rows are read one at a time, in
+ * an order sorted from an index alone, straight into a write buffer
+ * (file:) or libcurl's upload buffer (s3://, no temporary file), the
+ * per-dataset ranges of the block index go to a side file, and at most
+ * two jobs are in flight: one built and put by a producer thread while
+ * the one before it is committed.
  */
 
 #ifndef _GNU_SOURCE
@@ -53,6 +54,12 @@
 #define AVS_ARCHIVE_REKEYS      64
 #define AVS_ARCHIVE_LEASE_TTL   60000
 #define AVS_ARCHIVE_COMMIT_CACHE_KIB  16384
+
+/* A job's hot rows, bound as (table, period, fingerprint, first, last):
+ * what its file is built from and what its commit deletes */
+#define AVS_ARCHIVE_JOB_ROWS                                                 \
+    " FROM buffer_logs WHERE table_name = ?1 AND period_tag = ?2"            \
+    " AND schema_fingerprint = ?3 AND id BETWEEN ?4 AND ?5"
 
 
 /* A job as read from archive_jobs. */
@@ -120,12 +127,14 @@ typedef struct {
     avs_range_t   run;              /* the dataset being written */
 
     /* where the bytes come from, in one read snapshot: the header, then
-     * each row's blob through one handle moved from row to row */
+     * the rows in the order of ids (their order read from the index
+     * alone), each row looked up by its id */
     sqlite3       *db;
-    sqlite3_stmt  *stmt;
-    sqlite3_blob  *blob;
+    sqlite3_stmt  *stmt;            /* the ids, by dataset */
+    sqlite3_stmt  *row;             /* one row, by id */
     avs_buf_t      header;
     size_t         header_off;
+    const uint8_t *blob;            /* the row's data, while row is on it */
     int            blob_len;
     int            blob_off;
     int64_t        data;            /* row bytes produced */
@@ -1492,15 +1501,22 @@ avs_archive_source_open(sqlite3 *db, avs_build_t *b, avs_err_t *err)
                            job->header_bytes);
     }
 
-    return avs_sql_prepare(db, &b->stmt, "job rows", err,
-                           "SELECT id, record_count, dataset_id, timestamp"
-                           " FROM buffer_logs"
-                           " WHERE table_name = ?1 AND period_tag = ?2"
-                           " AND schema_fingerprint = ?3"
-                           " AND id BETWEEN ?4 AND ?5"
-                           " ORDER BY dataset_id, id",
-                           "tttii", job->table, job->period, job->fp,
-                           job->first_id, job->last_id);
+    /* idx_buffer_archive covers it (migration 005): the sort reads the
+     * index, not the rows' pages */
+
+    rc = avs_sql_prepare(db, &b->stmt, "job rows", err,
+                         "SELECT id, dataset_id" AVS_ARCHIVE_JOB_ROWS
+                         " ORDER BY dataset_id, id",
+                         "tttii", job->table, job->period, job->fp,
+                         job->first_id, job->last_id);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    return avs_sql_prepare(db, &b->row, "job row", err,
+                           "SELECT record_count, timestamp, data"
+                           " FROM buffer_logs WHERE id = ?1", "i",
+                           (int64_t) 0);
 }
 
 
@@ -1517,7 +1533,6 @@ avs_archive_source_read(avs_build_t *b, uint8_t *buf, size_t len,
 {
     size_t    n, k;
     avs_rc_t  rc;
-    int       src;
 
     for (n = 0; n < len && !b->ended; n += k) {
 
@@ -1527,15 +1542,10 @@ avs_archive_source_read(avs_build_t *b, uint8_t *buf, size_t len,
             memcpy(buf + n, b->header.data + b->header_off, k);
             b->header_off += k;
 
-        } else if (b->blob != NULL && b->blob_off < b->blob_len) {
+        } else if (b->blob_off < b->blob_len) {
             k = (size_t) (b->blob_len - b->blob_off);
             k = (k < len - n) ? k : len - n;
-
-            src = sqlite3_blob_read(b->blob, buf + n, (int) k, b->blob_off);
-            if (src != SQLITE_OK) {
-                return avs_sql_fail(b->db, src, "row read", err);
-            }
-
+            memcpy(buf + n, b->blob + b->blob_off, k);
             b->blob_off += (int) k;
             b->data += (int64_t) k;
 
@@ -1563,21 +1573,23 @@ avs_archive_source_read(avs_build_t *b, uint8_t *buf, size_t len,
 
 
 /*
- * Moves the source to the next row: its blob, its range; or, after the
+ * Moves the source to the next row: its data, its range; or, after the
  * last one, ends it.
  */
 static avs_rc_t
 avs_archive_source_row(avs_build_t *b, avs_err_t *err)
 {
-    sqlite3_stmt  *stmt;
-    avs_rc_t       rc;
-    int64_t        id, records;
-    int            src;
-    const char    *name;
+    avs_rc_t     rc;
+    int64_t      id, records;
+    int          src;
+    const char  *name;
 
-    stmt = b->stmt;
+    b->blob = NULL;
+    b->blob_len = 0;
+    b->blob_off = 0;
+    sqlite3_reset(b->row);
 
-    src = sqlite3_step(stmt);
+    src = sqlite3_step(b->stmt);
 
     if (src == SQLITE_DONE) {
         return avs_archive_source_end(b, err);
@@ -1587,22 +1599,30 @@ avs_archive_source_row(avs_build_t *b, avs_err_t *err)
         return avs_sql_fail(b->db, src, "job rows", err);
     }
 
-    id = sqlite3_column_int64(stmt, 0);
-    records = sqlite3_column_int64(stmt, 1);
+    id = sqlite3_column_int64(b->stmt, 0);
+
+    src = sqlite3_bind_int64(b->row, 1, id);
+    if (src == SQLITE_OK) {
+        src = sqlite3_step(b->row);
+    }
+
+    if (src != SQLITE_ROW) {
+        return (src == SQLITE_DONE)
+               ? avs_err_set(err, AVS_EINTERNAL, "archive: %s: row %" PRId64
+                             " vanished", b->job->key, id)
+               : avs_sql_fail(b->db, src, "job row", err);
+    }
+
+    records = sqlite3_column_int64(b->row, 0);
     b->records += records;
     b->rows++;
 
-    src = (b->blob == NULL)
-          ? sqlite3_blob_open(b->db, "main", "buffer_logs", "data", id, 0,
-                              &b->blob)
-          : sqlite3_blob_reopen(b->blob, id);
+    b->blob = sqlite3_column_blob(b->row, 2);
+    b->blob_len = sqlite3_column_bytes(b->row, 2);
 
-    if (src != SQLITE_OK) {
-        return avs_sql_fail(b->db, src, "row blob", err);
+    if (b->blob == NULL && b->blob_len > 0) {
+        return avs_sql_fail(b->db, sqlite3_errcode(b->db), "row data", err);
     }
-
-    b->blob_len = sqlite3_blob_bytes(b->blob);
-    b->blob_off = 0;
 
     if (b->data + b->blob_len > b->job->data_bytes) {
         return avs_err_set(err, AVS_EINTERNAL,
@@ -1611,12 +1631,12 @@ avs_archive_source_row(avs_build_t *b, avs_err_t *err)
                            b->job->data_bytes);
     }
 
-    name = (const char *) sqlite3_column_text(stmt, 2);
+    name = (const char *) sqlite3_column_text(b->stmt, 1);
 
     rc = avs_archive_range(b, name ? name : "",
-                           (size_t) sqlite3_column_bytes(stmt, 2),
+                           (size_t) sqlite3_column_bytes(b->stmt, 1),
                            b->blob_len, records,
-                           sqlite3_column_int64(stmt, 3), err);
+                           sqlite3_column_int64(b->row, 1), err);
 
     return rc;
 }
@@ -1650,15 +1670,16 @@ avs_archive_source_end(avs_build_t *b, avs_err_t *err)
 }
 
 
-/* Ends the source: its statement, blob handle and header go. */
+/* Ends the source: its statements and header go. */
 static void
 avs_archive_source_close(avs_build_t *b)
 {
-    if (b->blob != NULL) {
-        (void) sqlite3_blob_close(b->blob);
-        b->blob = NULL;
-    }
+    b->blob = NULL;
+    b->blob_len = 0;
+    b->blob_off = 0;
 
+    sqlite3_finalize(b->row);
+    b->row = NULL;
     sqlite3_finalize(b->stmt);
     b->stmt = NULL;
     avs_buf_free(&b->header);
@@ -2370,10 +2391,7 @@ avs_archive_commit_rows(sqlite3 *db, void *arg, avs_err_t *err)
     }
 
     rc = avs_sql_exec(db, &changes, "delete hot rows", err,
-                      "DELETE FROM buffer_logs"
-                      " WHERE table_name = ?1 AND period_tag = ?2"
-                      " AND schema_fingerprint = ?3"
-                      " AND id BETWEEN ?4 AND ?5",
+                      "DELETE" AVS_ARCHIVE_JOB_ROWS,
                       "tttii", job->table, job->period, job->fp,
                       job->first_id, job->last_id);
     if (rc != AVS_OK) {

@@ -201,6 +201,10 @@ test_open(void)
     is_int(query_int("SELECT count(*) FROM sqlite_master WHERE name = "
                      "'idx_block_indexes_dataset_period'"), 0,
            "003 dropped the block index's unused period index");
+    is_int(query_int("SELECT count(*) FROM pragma_index_info("
+                     "'idx_buffer_archive') WHERE name IN ('data_size', "
+                     "'dataset_id')"), 2,
+           "the archive index holds the sizes (004) and datasets (005)");
 
     avs_store_close(st);
 
