@@ -127,8 +127,8 @@ typedef struct {
     avs_range_t   run;              /* the dataset being written */
 
     /* where the bytes come from, in one read snapshot: the header, then
-     * the rows in the order of ids (their order read from the index
-     * alone), each row looked up by its id */
+     * the rows by dataset and id (an order sorted from the index alone),
+     * each row looked up by its id */
     sqlite3       *db;
     sqlite3_stmt  *stmt;            /* the ids, by dataset */
     sqlite3_stmt  *row;             /* one row, by id */
