@@ -1144,9 +1144,6 @@ ngx_http_avro_make_dir(ngx_cycle_t *cycle, u_char *dir, const char *what)
 static ngx_int_t
 ngx_http_avro_init_process(ngx_cycle_t *cycle)
 {
-    avs_err_t                   err;
-    avs_store_conf_t            sc;
-    avs_objstore_conf_t         oc;
     ngx_http_avro_main_conf_t  *amcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -1161,27 +1158,33 @@ ngx_http_avro_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_memzero(&sc, sizeof(sc));
-    sc.path = (const char *) amcf->hot_store.data;
-    sc.synchronous = amcf->synchronous;
-    sc.busy_timeout_ms = amcf->busy_timeout;
-    sc.max_size = (uint64_t) amcf->max_size;
-    sc.lock = amcf->shm_zone->data;
-
     amcf->schemas = avs_schema_cache_create(1024);
     if (amcf->schemas == NULL) {
         return NGX_ERROR;
     }
 
-    if (avs_store_open(&sc, &amcf->store, &err) != AVS_OK) {
-        /* the worker lives on and answers 503 until it is fixed */
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "%s", err.msg);
-        amcf->store = NULL;
-        return NGX_OK;
-    }
+    return ngx_http_avro_open_store(cycle, amcf);
+}
+
+
+/*
+ * The worker's hot store is open: the committer, the cold store and the
+ * archiver, which all use it, are set up.  Until then uploads are answered
+ * 503.  NGX_ERROR only when memory runs out.
+ */
+ngx_int_t
+ngx_http_avro_store_ready(ngx_cycle_t *cycle, ngx_http_avro_main_conf_t *amcf,
+    avs_store_t *st)
+{
+    avs_err_t            err;
+    avs_objstore_conf_t  oc;
+
+    amcf->store = st;
 
     amcf->committer = ngx_http_avro_committer_create(cycle, amcf);
     if (amcf->committer == NULL) {
+        amcf->store = NULL;
+        avs_store_close(st);
         return NGX_ERROR;
     }
 

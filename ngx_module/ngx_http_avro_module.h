@@ -103,6 +103,11 @@ typedef struct {
 } ngx_http_avro_upload_ctx_t;
 
 
+ngx_int_t ngx_http_avro_open_store(ngx_cycle_t *cycle,
+    ngx_http_avro_main_conf_t *amcf);
+ngx_int_t ngx_http_avro_store_ready(ngx_cycle_t *cycle,
+    ngx_http_avro_main_conf_t *amcf, avs_store_t *st);
+
 ngx_int_t ngx_http_avro_upload_handler(ngx_http_request_t *r);
 void ngx_http_avro_upload_answer(ngx_http_request_t *r);
 
