@@ -169,12 +169,11 @@ ngx_http_avro_open_done(ngx_event_t *ev)
             return;
         }
 
+        ngx_http_avro_open_retry(op);
+
         ngx_log_error(NGX_LOG_ERR, op->log, 0,
                       "%s; attempt %ui, the next in %M ms", op->err.msg,
-                      op->attempts,
-                      ngx_min(op->delay * 2, NGX_HTTP_AVRO_OPEN_RETRY_MAX));
-
-        ngx_http_avro_open_retry(op);
+                      op->attempts, op->delay);
         return;
     }
 
