@@ -27,6 +27,9 @@ static char *ngx_http_avro_schemas(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_avro_cold_store_open(ngx_conf_t *cf,
+    ngx_http_avro_main_conf_t *amcf);
+static void ngx_http_avro_cold_store_cleanup(void *data);
 static void ngx_http_avro_objstore_conf(ngx_http_avro_main_conf_t *amcf,
     avs_objstore_conf_t *oc);
 static char *ngx_http_avro_archive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -506,11 +509,9 @@ ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_avro_main_conf_t *amcf = conf;
 
-    u_char               *p;
-    avs_err_t             err;
-    ngx_str_t            *value, v, dir;
-    ngx_uint_t            i;
-    avs_objstore_conf_t   oc;
+    u_char      *p;
+    ngx_str_t   *value, v, dir;
+    ngx_uint_t   i;
 
     if (amcf->cold_store.data != NULL) {
         return "is duplicate";
@@ -538,7 +539,7 @@ ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         amcf->cold_store.data = p;
         amcf->cold_store.len = ngx_sprintf(p, "file:%V%Z", &dir) - p - 1;
 
-        return NGX_CONF_OK;
+        return ngx_http_avro_cold_store_open(cf, amcf);
     }
 
     if (ngx_strncmp(value[1].data, "s3://", 5) != 0 || value[1].len < 6) {
@@ -604,20 +605,46 @@ ngx_http_avro_cold_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /*
-     * What the workers will check (the defaults are the core's too),
-     * checked now, so that nginx -t and a reload refuse a bad store.  The
-     * workers read the credentials again as their own user.
-     */
+    return ngx_http_avro_cold_store_open(cf, amcf);
+}
+
+
+/*
+ * The store is opened here, in the master: nginx -t and a reload refuse a
+ * bad one, and the credentials and ca= files are read as the master's
+ * user, like TLS keys, so that they may be files only root can read.  The
+ * workers inherit the store; a reload reads the files again.
+ */
+static char *
+ngx_http_avro_cold_store_open(ngx_conf_t *cf, ngx_http_avro_main_conf_t *amcf)
+{
+    avs_err_t            err;
+    ngx_pool_cleanup_t  *cln;
+    avs_objstore_conf_t  oc;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
 
     ngx_http_avro_objstore_conf(amcf, &oc);
 
-    if (avs_objstore_check(&oc, &err) != AVS_OK) {
+    if (avs_objstore_open(&oc, &amcf->objstore, &err) != AVS_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", err.msg);
         return NGX_CONF_ERROR;
     }
 
+    cln->handler = ngx_http_avro_cold_store_cleanup;
+    cln->data = amcf->objstore;
+
     return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_avro_cold_store_cleanup(void *data)
+{
+    avs_objstore_close(data);
 }
 
 
@@ -1168,17 +1195,14 @@ ngx_http_avro_init_process(ngx_cycle_t *cycle)
 
 
 /*
- * The worker's hot store is open: the committer, the cold store and the
- * archiver, which all use it, are set up.  Until then uploads are answered
- * 503.  NGX_ERROR only when memory runs out.
+ * The worker's hot store is open: the committer and the archiver, which
+ * use it, are set up (the cold store was opened by the master).  Until
+ * then uploads are answered 503.  NGX_ERROR only when memory runs out.
  */
 ngx_int_t
 ngx_http_avro_store_ready(ngx_cycle_t *cycle, ngx_http_avro_main_conf_t *amcf,
     avs_store_t *st)
 {
-    avs_err_t            err;
-    avs_objstore_conf_t  oc;
-
     amcf->store = st;
 
     amcf->committer = ngx_http_avro_committer_create(cycle, amcf);
@@ -1188,20 +1212,7 @@ ngx_http_avro_store_ready(ngx_cycle_t *cycle, ngx_http_avro_main_conf_t *amcf,
         return NGX_ERROR;
     }
 
-    if (amcf->cold_store.data == NULL) {
-        return NGX_OK;
-    }
-
-    ngx_http_avro_objstore_conf(amcf, &oc);
-
-    if (avs_objstore_open(&oc, &amcf->objstore, &err) != AVS_OK) {
-        /* uploads go on; nothing is archived until a reload fixes it */
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0, "avro_cold_store: %s",
-                      err.msg);
-        return NGX_OK;
-    }
-
-    if (!amcf->archive) {
+    if (amcf->objstore == NULL || !amcf->archive) {
         return NGX_OK;
     }
 
@@ -1227,11 +1238,6 @@ ngx_http_avro_exit_process(ngx_cycle_t *cycle)
 
     amcf->committer = NULL;
     amcf->archiver = NULL;
-
-    if (amcf->objstore != NULL) {
-        avs_objstore_close(amcf->objstore);
-        amcf->objstore = NULL;
-    }
 
     if (amcf->store != NULL) {
         avs_store_close(amcf->store);

@@ -38,6 +38,7 @@
 #define AVS_S3_MAX_HEADERS       5
 #define AVS_S3_CRED_LINE         4096
 #define AVS_S3_UPLOAD_BUFFER     (256 * 1024)
+#define AVS_S3_CA_MAX            (4 * 1024 * 1024)
 
 
 struct avs_objstore_s {
@@ -53,6 +54,8 @@ struct avs_objstore_s {
     char      *secret_key;
     char      *session_token; /* or NULL */
     char      *ca_file;       /* or NULL: the system's CA certificates */
+    char      *ca_pem;        /* the ca_file's certificates, read at open */
+    size_t     ca_len;
     long       timeout_ms;
     int        signed_payload;
     int        tls;           /* https: the transfer is protected */
@@ -410,6 +413,62 @@ avs_s3_credentials(avs_objstore_t *os, const char *path, avs_err_t *err)
 }
 
 
+/*
+ * Reads the ca= file whole, at open, so that the process that opens the
+ * store (nginx's master, as root) reads it and the workers use the copy:
+ * the file may be one that only root can read, like a TLS key.
+ */
+static avs_rc_t
+avs_s3_read_ca(avs_objstore_t *os, avs_err_t *err)
+{
+    int          fd;
+    ssize_t      n;
+    avs_rc_t     rc;
+    struct stat  sb;
+
+    fd = open(os->ca_file, O_RDONLY | O_CLOEXEC);
+    if (fd == -1 || fstat(fd, &sb) == -1) {
+        rc = avs_err_set(err, AVS_EMALFORMED, "cold store: ca=%.200s: %s",
+                         os->ca_file, strerror(errno));
+        goto done;
+    }
+
+    if (!S_ISREG(sb.st_mode) || sb.st_size == 0
+        || sb.st_size > AVS_S3_CA_MAX)
+    {
+        rc = avs_err_set(err, AVS_EMALFORMED, "cold store: ca=%.200s: not "
+                         "a file of PEM certificates of at most %d bytes",
+                         os->ca_file, AVS_S3_CA_MAX);
+        goto done;
+    }
+
+    os->ca_len = (size_t) sb.st_size;
+    os->ca_pem = malloc(os->ca_len);
+    if (os->ca_pem == NULL) {
+        rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
+        goto done;
+    }
+
+    n = pread(fd, os->ca_pem, os->ca_len, 0);
+    if (n != (ssize_t) os->ca_len) {
+        rc = avs_err_set(err, AVS_EMALFORMED, "cold store: ca=%.200s: %s",
+                         os->ca_file, n == -1 ? strerror(errno)
+                                              : "short read");
+        goto done;
+    }
+
+    rc = AVS_OK;
+
+done:
+
+    if (fd != -1) {
+        close(fd);
+    }
+
+    return rc;
+}
+
+
 static void
 avs_curl_init(void)
 {
@@ -500,15 +559,14 @@ avs_s3_open(avs_objstore_t *os, const avs_objstore_conf_t *conf,
                                "endpoint");
         }
 
-        if (access(conf->ca_file, R_OK) == -1) {
-            return avs_err_set(err, AVS_EMALFORMED,
-                               "cold store: ca=%.200s: %s", conf->ca_file,
-                               strerror(errno));
-        }
-
         os->ca_file = strdup(conf->ca_file);
         if (os->ca_file == NULL) {
             return avs_err_set(err, AVS_ENOMEM, "out of memory");
+        }
+
+        rc = avs_s3_read_ca(os, err);
+        if (rc != AVS_OK) {
+            return rc;
         }
     }
 
@@ -516,9 +574,8 @@ avs_s3_open(avs_objstore_t *os, const avs_objstore_conf_t *conf,
 }
 
 
-/* avs_objstore_open without libcurl: the settings only. */
-static avs_rc_t
-avs_objstore_parse(const avs_objstore_conf_t *conf, avs_objstore_t **out,
+avs_rc_t
+avs_objstore_open(const avs_objstore_conf_t *conf, avs_objstore_t **out,
     avs_err_t *err)
 {
     avs_rc_t         rc;
@@ -559,39 +616,6 @@ avs_objstore_parse(const avs_objstore_conf_t *conf, avs_objstore_t **out,
 }
 
 
-avs_rc_t
-avs_objstore_open(const avs_objstore_conf_t *conf, avs_objstore_t **out,
-    avs_err_t *err)
-{
-    avs_rc_t  rc;
-
-    rc = avs_objstore_parse(conf, out, err);
-
-    if (rc == AVS_OK && (*out)->s3
-        && pthread_once(&avs_curl_once, avs_curl_init) != 0)
-    {
-        avs_objstore_close(*out);
-        *out = NULL;
-        return avs_err_set(err, AVS_EINTERNAL, "cold store: libcurl init");
-    }
-
-    return rc;
-}
-
-
-avs_rc_t
-avs_objstore_check(const avs_objstore_conf_t *conf, avs_err_t *err)
-{
-    avs_rc_t         rc;
-    avs_objstore_t  *os;
-
-    rc = avs_objstore_parse(conf, &os, err);
-    avs_objstore_close(os);
-
-    return rc;
-}
-
-
 void
 avs_objstore_close(avs_objstore_t *os)
 {
@@ -606,6 +630,7 @@ avs_objstore_close(avs_objstore_t *os)
     free(os->prefix);
     free(os->region);
     free(os->ca_file);
+    free(os->ca_pem);
     avs_objstore_free_secret(os->access_key);
     avs_objstore_free_secret(os->secret_key);
     avs_objstore_free_secret(os->session_token);
@@ -860,6 +885,24 @@ avs_s3_on_read(char *p, size_t size, size_t n, void *data)
 }
 
 
+/* The ca= certificates read at open; the file itself with older libcurl. */
+static int
+avs_s3_setopt_ca(avs_objstore_t *os, CURL *c)
+{
+#if LIBCURL_VERSION_NUM >= 0x074d00
+    struct curl_blob  blob;
+
+    blob.data = os->ca_pem;
+    blob.len = os->ca_len;
+    blob.flags = CURL_BLOB_NOCOPY;
+
+    return curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob) == CURLE_OK;
+#else
+    return curl_easy_setopt(c, CURLOPT_CAINFO, os->ca_file) == CURLE_OK;
+#endif
+}
+
+
 /*
  * Sets the options of one request.  Timeouts: connecting may take
  * timeout_ms, and the transfer may stall (less than a byte a second) for
@@ -895,9 +938,7 @@ avs_s3_setopt(avs_objstore_t *os, avs_s3_call_t *call, const char *url,
         || curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, avs_s3_on_header)
            != CURLE_OK
         || curl_easy_setopt(c, CURLOPT_HEADERDATA, call) != CURLE_OK
-        || (os->ca_file != NULL
-            && curl_easy_setopt(c, CURLOPT_CAINFO, os->ca_file)
-               != CURLE_OK))
+        || (os->ca_pem != NULL && !avs_s3_setopt_ca(os, c)))
     {
         return 0;
     }
@@ -1014,6 +1055,12 @@ avs_s3_request(avs_objstore_t *os, avs_s3_call_t *call, avs_err_t *err)
         || !avs_s3_header(&list, "Expect", ""))
     {
         rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
+        goto done;
+    }
+
+    if (pthread_once(&avs_curl_once, avs_curl_init) != 0) {
+        rc = avs_err_set(err, AVS_EINTERNAL, "%s %s: libcurl init",
+                         call->method, call->key);
         goto done;
     }
 

@@ -72,19 +72,14 @@ typedef struct {
 
 /*
  * Parses and checks the configuration and, for s3://, reads the
- * credentials file.  A bad configuration is AVS_EMALFORMED.  Touches
- * neither the directory nor the network.
+ * credentials file and the ca= file.  A bad configuration is
+ * AVS_EMALFORMED.  Touches neither the directory nor the network, nor
+ * libcurl (set up by the first request, in the process that makes it):
+ * nginx's master opens the store at configuration, as the user that may
+ * read those files, and its workers inherit it.
  */
 avs_rc_t avs_objstore_open(const avs_objstore_conf_t *conf,
     avs_objstore_t **out, avs_err_t *err);
-
-/*
- * The same checks as avs_objstore_open, credentials file included, keeping
- * nothing and leaving libcurl alone: for nginx -t and reloads, in the
- * master, so that a bad store is refused before any worker starts.
- */
-avs_rc_t avs_objstore_check(const avs_objstore_conf_t *conf,
-    avs_err_t *err);
 void avs_objstore_close(avs_objstore_t *os);
 
 /* 1 for an s3:// store, 0 for file:. */

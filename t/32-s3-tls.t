@@ -34,31 +34,6 @@ $check = $t->nginx_t;
 isnt $check->{exit}, 0, 'a ca= file that does not exist: nginx -t fails';
 like $check->{err}, qr/ca=\S+\.missing: No such file/, 'and names it';
 
-SKIP: {
-    skip 'the workers run as another user only when the tests run as root', 3
-        unless $> == 0;
-
-    # readable by the master (root), not by the workers (nobody)
-    my $private = $t->path('var/private-ca.pem');
-    open my $in, '<', $ca or die $!;
-    open my $out, '>', $private or die $!;
-    print $out $_ while <$in>;
-    close $out;
-    chmod 0600, $private or die $!;
-
-    conf("https://127.0.0.1:$port", " ca=$private");
-    is $t->nginx_t->{exit}, 0, 'a ca= file only root can read: nginx -t passes';
-    $t->run;
-    like $t->error_log, qr/ca=\S+private-ca\.pem: Permission denied/,
-        'and the workers log that they cannot read it';
-    my $f = $t->avro_gen(table => 'battle', records => 2, seed => 999);
-    is $t->post('/upload?dataset_id=z&table=battle&period_tag=p0',
-        'application/avro', slurp($f))->{status}, 201,
-        'uploads go on meanwhile';
-    $t->stop;
-    $t->sqlite('DELETE FROM buffer_logs', write => 1);   # not this test's
-}
-
 my $n = 0;
 sub upload {
     my ($ds, $table) = @_;
@@ -96,6 +71,42 @@ is scalar(grep { $_->{etag} =~ /^[0-9a-f]{32}$/ } @$files), 3,
     'the catalog keeps the store\'s ETags';
 is_deeply [ $s3->bad_objects('bucket/tls') ], [],
     'every object has its catalog size, SHA-256, MD5 and records';
+$t->stop;
+
+# --- files only root can read ----------------------------------------------
+# The master reads ca= and credentials= as root at configuration, like TLS
+# keys; the workers (nobody) use its copy and never open the files.
+SKIP: {
+    skip 'the workers run as another user only when the tests run as root', 5
+        unless $> == 0;
+
+    my %private;
+    for my $f ([ ca => $ca ], [ cred => $cred ]) {
+        $private{$f->[0]} = $t->path("var/private-$f->[0]");
+        open my $in, '<', $f->[1] or die $!;
+        open my $out, '>', $private{$f->[0]} or die $!;
+        print $out $_ while <$in>;
+        close $out;
+        chmod 0600, $private{$f->[0]} or die $!;
+    }
+
+    $t->archive_conf(
+        cold => "s3://bucket/private endpoint=https://127.0.0.1:$port "
+            . "credentials=$private{cred} ca=$private{ca}",
+        archive => 'interval=1h node=t1');
+    is $t->nginx_t->{exit}, 0,
+        'ca= and credentials= files only root can read: nginx -t passes';
+    $t->run;
+    is upload('d', 'battle'), 201, 'upload d';
+    $r = $t->post('/archive', 'application/json', '');
+    is $r->{status}, 200, 'the workers archive with them'
+        or diag $r->{content};
+    is_deeply [ $s3->bad_objects('bucket/private',
+        'id = (SELECT max(id) FROM archived_files)') ], [],
+        'the object has its catalog size, SHA-256, MD5 and records';
+    $t->stop;
+    unlike $t->error_log, qr/Permission denied/, 'no worker tried to read them';
+}
 
 is_deeply [ $t->check_log_clean(ignore => qr/certificate|ca=/) ], [], 'no other alert in the log';
 done_testing;

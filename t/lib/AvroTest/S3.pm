@@ -122,13 +122,15 @@ sub proxied {
 
 # Checks every archived_files row against the object s3rver holds under
 # $where (bucket/prefix): size, SHA-256, ETag = MD5, and the record count
-# read back by python3-avro.  Returns what differs.
+# read back by python3-avro (the rows $filter, an SQL condition, selects).
+# Returns what differs.
 sub bad_objects {
-    my ($self, $where) = @_;
+    my ($self, $where, $filter) = @_;
     my $t = $self->{t};
     my @wrong;
     for my $f (@{ $t->sqlite('SELECT file_path, file_size, record_count, '
-                             . 'sha256, etag FROM archived_files') }) {
+                             . 'sha256, etag FROM archived_files'
+                             . ($filter ? " WHERE $filter" : '')) }) {
         my $file = $self->object("$where/$f->{file_path}");
         my $data = slurp($file) // '';
         my $p = $f->{file_path};
