@@ -439,6 +439,21 @@ test_configuration(void)
                     "\nsecret_access_key=" SECRET "\n");
     refused(&oc, "a secret given twice", "twice");
 
+    /* ca=: read whole at open, so it must be a small regular file */
+    oc.credentials = cred;
+    oc.endpoint = "https://127.0.0.1:9000";
+    oc.ca_file = dir;
+    refused(&oc, "ca= names a directory", "PEM certificates");
+    snprintf(bad, sizeof(bad), "%s/empty.pem", dir);
+    write_file(bad, "");
+    oc.ca_file = bad;
+    refused(&oc, "ca= names an empty file", "PEM certificates");
+    snprintf(bad, sizeof(bad), "%s/none.pem", dir);
+    oc.ca_file = bad;
+    refused(&oc, "ca= names no file", "none.pem");
+    oc.endpoint = "http://127.0.0.1:9000";
+    oc.ca_file = NULL;
+
     /* AWS shared credentials form: [default] only, spaces, comments */
     snprintf(ini, sizeof(ini), "%s/ini", dir);
     write_file(ini, "; AWS form\n[other]\naws_access_key_id = OTHER\n"
