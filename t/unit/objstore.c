@@ -440,17 +440,26 @@ test_configuration(void)
     refused(&oc, "a secret given twice", "twice");
 
     /* ca=: read whole at open, so it must be a small regular file */
-    oc.credentials = cred;
-    oc.endpoint = "https://127.0.0.1:9000";
-    oc.ca_file = dir;
-    refused(&oc, "ca= names a directory", "PEM certificates");
     snprintf(bad, sizeof(bad), "%s/empty.pem", dir);
     write_file(bad, "");
-    oc.ca_file = bad;
-    refused(&oc, "ca= names an empty file", "PEM certificates");
-    snprintf(bad, sizeof(bad), "%s/none.pem", dir);
-    oc.ca_file = bad;
-    refused(&oc, "ca= names no file", "none.pem");
+    snprintf(ini, sizeof(ini), "%s/none.pem", dir);
+    oc.credentials = cred;
+    oc.endpoint = "https://127.0.0.1:9000";
+
+    {
+        size_t  i;
+        struct { const char *file, *why, *needle; }  cases[] = {
+            { dir, "ca= names a directory", "PEM certificates" },
+            { bad, "ca= names an empty file", "PEM certificates" },
+            { ini, "ca= names no file", "none.pem" }
+        };
+
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            oc.ca_file = cases[i].file;
+            refused(&oc, cases[i].why, cases[i].needle);
+        }
+    }
+
     oc.endpoint = "http://127.0.0.1:9000";
     oc.ca_file = NULL;
 
