@@ -20,6 +20,8 @@
 static void ngx_http_avro_upload_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_avro_upload_collect(ngx_http_request_t *r,
     ngx_http_avro_upload_ctx_t *ctx);
+static const char *ngx_http_avro_upload_name(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_int_t *rc);
 static ngx_int_t ngx_http_avro_upload_names(ngx_http_request_t *r,
     ngx_http_avro_upload_ctx_t *ctx);
 static void ngx_http_avro_upload_validate(ngx_http_request_t *r,
@@ -315,6 +317,24 @@ ngx_http_avro_upload_collect(ngx_http_request_t *r,
 }
 
 
+/*
+ * A name the location sets.  When set, its value is the name even when
+ * empty (a 400 then), never a fall back to what the client sends: an
+ * authenticated variable that comes out empty must not let the client
+ * pick the dataset.
+ */
+static const char *
+ngx_http_avro_upload_name(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_int_t *rc)
+{
+    const char  *v;
+
+    v = ngx_http_avro_cv(r, cv, rc);
+
+    return (v == NULL && cv != NULL) ? "" : v;
+}
+
+
 static ngx_int_t
 ngx_http_avro_upload_names(ngx_http_request_t *r,
     ngx_http_avro_upload_ctx_t *ctx)
@@ -332,9 +352,9 @@ ngx_http_avro_upload_names(ngx_http_request_t *r,
     (void) ngx_http_avro_content_type(r, &json);
     in->json = (int) json;
 
-    in->dataset = ngx_http_avro_cv(r, alcf->dataset, &rc);
-    in->table = ngx_http_avro_cv(r, alcf->table, &rc);
-    in->period = ngx_http_avro_cv(r, alcf->period, &rc);
+    in->dataset = ngx_http_avro_upload_name(r, alcf->dataset, &rc);
+    in->table = ngx_http_avro_upload_name(r, alcf->table, &rc);
+    in->period = ngx_http_avro_upload_name(r, alcf->period, &rc);
     in->uploaded_by = ngx_http_avro_cv(r, alcf->uploaded_by, &rc);
     in->arg_dataset = ngx_http_avro_arg(r, "dataset_id", 10, &rc);
     in->arg_table = ngx_http_avro_arg(r, "table", 5, &rc);

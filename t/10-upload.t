@@ -31,6 +31,10 @@ http {
             avro_uploaded_by $http_x_client;
             avro_upload;
         }
+        location = /user {
+            avro_dataset $http_x_user;
+            avro_upload;
+        }
         location = /strict {
             avro_schemas %%TESTDATA%%/fusou/schema_v0_4.json
                          %%TESTDATA%%/fusou/schema_v0_5_1.json;
@@ -173,6 +177,22 @@ subtest 'names' => sub {
     my $rows = $t->sqlite("SELECT count(*) AS n FROM buffer_logs WHERE dataset_id LIKE '%/%' "
         . "OR dataset_id LIKE '%..%' OR table_name LIKE '%/%'");
     is $rows->[0]{n}, 0, 'none stored';
+
+    # a set avro_dataset whose value is empty is a 400, not the client's pick
+    my $before = $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n};
+    $r = upload('/user?dataset_id=victim&table=own_ship', $f);
+    is $r->{status}, 400, 'empty avro_dataset: 400';
+    like $r->{json}{message}, qr/^dataset_id: empty/, 'says the dataset is empty';
+    $r = $t->post('/user', 'application/json', $json->encode({
+        dataset_id => 'victim', table_name => 'own_ship',
+        avro_base64 => MIME::Base64::encode_base64(slurp($f), '') }));
+    is $r->{status}, 400, 'nor from the envelope';
+    is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, $before,
+        'nothing stored';
+    $r = upload('/user?dataset_id=victim&table=own_ship', $f,
+        headers => { 'X-User' => 'alice' });
+    is $r->{status}, 201, 'with the variable set: 201';
+    is $r->{json}{dataset_id}, 'alice', 'the variable names the dataset';
 };
 
 subtest 'accepted schemas' => sub {
