@@ -157,6 +157,10 @@ ngx_http_avro_archive_start(ngx_http_avro_archiver_t *ar)
 
     ar->running = 1;
 
+    /* a worker that exits waits for the cycle asleep, not spinning in
+     * the thread pool's destruction */
+    ngx_http_avro_busy(1);
+
     return NGX_OK;
 }
 
@@ -189,9 +193,11 @@ ngx_http_avro_archive_done(ngx_event_t *ev)
 {
     ngx_http_avro_archiver_t *ar = ev->data;
 
+    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     ar->running = 0;
+    ngx_http_avro_busy(-1);
 
     if (ar->lease_rc == AVS_EBUSY) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ar->log, 0,
@@ -221,9 +227,9 @@ ngx_http_avro_archive_done(ngx_event_t *ev)
     if (r != NULL) {
         ar->request = NULL;
         r->main->blocked--;
-        ngx_http_avro_busy(-1);
+        c = r->connection;
         r->write_event_handler(r);
-        ngx_http_run_posted_requests(r->connection);
+        ngx_http_run_posted_requests(c);
     }
 
     ngx_http_avro_archive_schedule(ar);
@@ -377,7 +383,6 @@ ngx_http_avro_archive_now_handler(ngx_http_request_t *r)
 
     ar->request = r;
     r->main->blocked++;
-    ngx_http_avro_busy(1);
     r->main->count++;
     r->write_event_handler = ngx_http_avro_archive_now_done;
 

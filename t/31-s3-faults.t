@@ -8,6 +8,7 @@
 use strict;
 use warnings;
 use Test::More;
+use Time::HiRes qw(sleep);
 use JSON::PP;
 use lib 't/lib';
 use AvroTest::Nginx;
@@ -70,6 +71,37 @@ is_deeply { map { $_->{d} => $_->{n} } @$idx }, { a => 1, b => 1, c => 1 },
 is $t->sqlite('SELECT count(*) AS n FROM archived_files')->[0]{n},
     scalar(() = glob $s3->dir . '/bucket/faults/battle/p3/*/*._S3rver_object'),
     'as many objects as archived files: the lost answer made no second object';
+
+# A reload while a cycle the timer started waits for a slow store: the old
+# worker finishes the cycle asleep, not spinning in the thread pool's
+# exit, and leaves once it is done.
+my $archived = $t->error_log_matches(qr/avro archive: \d+ files/);
+$s3->fault('delay 4000');
+$t->archive_conf(
+    cold => "s3://bucket/faults endpoint=http://127.0.0.1:$proxy credentials=$cred",
+    archive => 'interval=1s node=f1',
+    locations => ['location = /status  { avro_status; }']);
+$t->reload;
+is upload('e'), 201, 'upload e';
+sleep 2.2;    # the timer fires after 1-2 s; the store holds each request 4 s
+my ($old) = $t->worker_pids;
+$t->reload(wait_old => 0);
+sub cpu_ticks {
+    my @f = split ' ', (AvroTest::Nginx::_slurp("/proc/$_[0]/stat") =~ /\)\s+(.*)/)[0];
+    return $f[11] + $f[12];
+}
+my $ticks = cpu_ticks($old);
+sleep 1;
+ok AvroTest::Nginx::alive($old), 'the old worker waits for its cycle';
+cmp_ok cpu_ticks($old) - $ticks, '<', 30, 'asleep: under 0.3 s of CPU in 1 s';
+my $gone;
+for (1 .. 150) { last if $gone = !AvroTest::Nginx::alive($old); sleep 0.1 }
+ok $gone, 'and leaves once it is done';
+is scalar($t->error_log_matches(qr/avro archive: \d+ files/)), $archived + 1,
+    'its cycle archived e';
+is $t->sqlite("SELECT count(*) AS n FROM block_indexes WHERE dataset_id = 'e'")->[0]{n},
+    1, 'e indexed once';
+$s3->fault('pass');
 
 my @log = $t->error_log_matches(qr/avro archive cycle failed/);
 cmp_ok scalar @log, '>=', 3, 'each failure is in the error log';

@@ -70,7 +70,8 @@ package AvroTest::Nginx;
 #             someone else is detected and the ports are re-picked (3 tries).
 # stop()      QUIT, wait 10 s; then TERM, 5 s; then KILL.  Also run at END.
 # reload()    HUP; waits until new workers are up and the old ones have
-#             exited; dies if nginx logs [emerg] (bad new config).
+#             exited (wait_old => 0: only for the new ones); dies if nginx
+#             logs [emerg] (bad new config).
 # master_pid(), worker_pids()     pids (workers read from /proc).
 # nginx_t()   runs "nginx -t" on the current conf: {exit, out, err}.
 #
@@ -449,7 +450,7 @@ sub reload {
         my @now = $self->worker_pids;
         my @new = grep { !$old{$_} } @now;
         my @left = grep { alive($_) } keys %old;
-        return $self if @new && !@left;
+        return $self if @new && (!@left || !($o{wait_old} // 1));
         sleep 0.05;
     }
     die "reload: new workers not up / old workers not gone in time:\n"
