@@ -39,6 +39,7 @@ avs_lock_init(avs_lock_t *lock)
     }
 
     lock->recoveries = 0;
+    lock->sync_failed = 0;
     lock->ready = AVS_LOCK_READY;
 
     return AVS_OK;

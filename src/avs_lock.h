@@ -19,6 +19,8 @@ typedef struct {
     pthread_mutex_t  mutex;
     uint32_t         ready;     /* AVS_LOCK_READY once initialized */
     uint32_t         recoveries; /* times a dead owner's lock was taken */
+    uint32_t         sync_failed; /* an fsync of the store failed: writes
+                                     are refused until the memory is new */
 } avs_lock_t;
 
 #define AVS_LOCK_READY  0x61767331

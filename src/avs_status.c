@@ -55,6 +55,9 @@ avs_status_json(avs_store_t *st, const char *path, int archive,
         rc = avs_json_field_u64(out, "lock_recoveries", s.lock_recoveries);
     }
     if (rc == AVS_OK) {
+        rc = avs_json_field_bool(out, "writes_refused", s.writes_refused);
+    }
+    if (rc == AVS_OK) {
         rc = avs_json_raw(out, "}");
     }
 

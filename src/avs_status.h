@@ -10,7 +10,8 @@
 /*
  * Reads the store's counters and writes them as JSON:
  * {"hot": {"rows", "bytes", "records", "datasets", "oldest_ms"},
- *  "store": {"path", "bytes", "max_size", "streams", "lock_recoveries"},
+ *  "store": {"path", "bytes", "max_size", "streams", "lock_recoveries",
+ *            "writes_refused"},
  *  "archive": see avs_archive_status(), when archive is set}
  * On failure the answer is the error body and the result code says why.
  */

@@ -684,52 +684,52 @@ rollback:
 static avs_rc_t
 avs_store_open_wal(avs_store_t *st, avs_err_t *err)
 {
-    size_t  len;
-    char   *name, *slash;
-    int     dir, e;
+    size_t       len;
+    char        *dir_name, *slash;
+    const char  *wal;
+    int          dir, e;
 
-    len = strlen(st->path);
+    /* SQLite's own name: it follows symbolic links to the real file */
+    wal = sqlite3_filename_wal(sqlite3_db_filename(st->db, "main"));
 
-    name = malloc(len + sizeof("-wal"));
-    if (name == NULL) {
+    st->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (st->wal_fd == -1) {
+        e = errno;
+        goto failed;
+    }
+
+    len = strlen(wal);
+
+    dir_name = malloc(len + 2);
+    if (dir_name == NULL) {
         return avs_err_set(err, AVS_ENOMEM, "hot store: out of memory");
     }
 
-    memcpy(name, st->path, len);
-    memcpy(name + len, "-wal", sizeof("-wal"));
+    memcpy(dir_name, wal, len + 1);
+    slash = strrchr(dir_name, '/');
 
-    st->wal_fd = open(name, O_RDONLY | O_CLOEXEC);
-    e = errno;
+    if (slash == NULL) {
+        memcpy(dir_name, ".", 2);
 
-    if (st->wal_fd != -1) {
-        slash = strrchr(name, '/');
-
-        if (slash == NULL) {
-            name[0] = '.';
-            name[1] = '\0';
-
-        } else if (slash == name) {
-            name[1] = '\0';
-
-        } else {
-            *slash = '\0';
-        }
-
-        dir = open(name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        e = errno;
-
-        if (dir != -1) {
-            e = (fsync(dir) == 0) ? 0 : errno;
-            close(dir);
-        }
-
-        if (dir != -1 && e == 0) {
-            free(name);
-            return AVS_OK;
-        }
+    } else {
+        slash[slash == dir_name] = '\0';
     }
 
-    free(name);
+    dir = open(dir_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    e = errno;
+
+    if (dir != -1) {
+        e = (fsync(dir) == 0) ? 0 : errno;
+        close(dir);
+    }
+
+    free(dir_name);
+
+    if (dir != -1 && e == 0) {
+        return AVS_OK;
+    }
+
+failed:
 
     return avs_err_set(err, AVS_ESTORE, "hot store %s: WAL file: %s",
                        st->path, strerror(e));
@@ -744,6 +744,11 @@ avs_store_open_wal(avs_store_t *st, avs_err_t *err)
  * frames into the database file syncs the WAL before and the database file
  * after, as SQLite does with synchronous=NORMAL, so frames a checkpoint
  * recycles were durable already.
+ *
+ * A failure is final for every process that shares the lock: the kernel
+ * reports a failed write-back once, so a later fsync succeeds although
+ * the frames it lost are not on disk, and after a crash SQLite's recovery
+ * of the WAL stops at the first of them, taking every later commit along.
  */
 static avs_rc_t
 avs_store_sync(avs_store_t *st, avs_err_t *err)
@@ -752,7 +757,10 @@ avs_store_sync(avs_store_t *st, avs_err_t *err)
         return AVS_OK;
     }
 
-    return avs_err_set(err, AVS_ESTORE, "hot store: fsync of the WAL: %s",
+    __atomic_store_n(&st->lock->sync_failed, 1, __ATOMIC_RELAXED);
+
+    return avs_err_set(err, AVS_ESTORE, "hot store: fsync of the WAL: %s; "
+                       "writes are refused until nginx restarts",
                        strerror(errno));
 }
 
@@ -921,6 +929,13 @@ avs_store_lock(avs_store_t *st, unsigned timeout_ms, avs_err_t *err)
         return rc;
     }
 
+    if (__atomic_load_n(&st->lock->sync_failed, __ATOMIC_RELAXED)) {
+        avs_lock_release(st->lock);
+        return avs_err_set(err, AVS_ESTORE,
+                           "hot store: writes refused since an fsync of the "
+                           "WAL failed; check the disk, then restart nginx");
+    }
+
     spent = avs_store_clock_ms(CLOCK_MONOTONIC) - start;
     left = (spent < (int64_t) timeout_ms) ? timeout_ms - (unsigned) spent : 0;
 
@@ -977,6 +992,9 @@ static avs_rc_t
 avs_store_begin(avs_store_t *st, avs_err_t *err)
 {
     int  src;
+
+    /* a ROLLBACK that failed must not leave every later write refused */
+    avs_store_rollback(st);
 
     src = avs_store_step(st, AVS_ST_BEGIN);
     if (src != SQLITE_OK) {
@@ -1953,6 +1971,8 @@ avs_store_status(avs_store_t *st, avs_store_status_t *out, avs_err_t *err)
                     ? (uint64_t) pages * (uint64_t) size : 0;
     out->max_size = st->max_size;
     out->lock_recoveries = st->lock->recoveries;
+    out->writes_refused = (int) __atomic_load_n(&st->lock->sync_failed,
+                                                __ATOMIC_RELAXED);
 
     return AVS_OK;
 }
@@ -2157,19 +2177,23 @@ avs_store_checkpoint(avs_store_t *st, avs_err_t *err)
     src = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
                                     &log, &done);
 
-    avs_store_unlock(st);
+    /* the message before the lock goes: the next writer may change it */
 
     if ((src & 0xff) == SQLITE_BUSY) {
-        return avs_err_set(err, AVS_EBUSY,
-                           "hot store: checkpoint: readers kept %d of %d "
-                           "WAL frames", log - done, log);
+        rc = avs_err_set(err, AVS_EBUSY,
+                         "hot store: checkpoint: readers kept %d of %d "
+                         "WAL frames", log - done, log);
+
+    } else if (src != SQLITE_OK) {
+        rc = avs_store_fail(NULL, st->db, src, "checkpoint", err);
+
+    } else {
+        rc = avs_err_set(err, AVS_OK, "checkpointed %d WAL frames", done);
     }
 
-    if (src != SQLITE_OK) {
-        return avs_store_fail(NULL, st->db, src, "checkpoint", err);
-    }
+    avs_store_unlock(st);
 
-    return avs_err_set(err, AVS_OK, "checkpointed %d WAL frames", done);
+    return rc;
 }
 
 

@@ -126,6 +126,7 @@ typedef struct {
     uint64_t  max_size;
     int64_t   oldest_ms;                /* oldest hot row, 0 if none */
     uint32_t  lock_recoveries;
+    int       writes_refused;           /* an fsync of the WAL failed */
 } avs_store_status_t;
 
 /* Reads the status counters from a read connection (no write lock). */

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,9 @@ static char  json_a[] = "{\"type\": \"record\", \"name\": \"A\", "
 static char  canon_b[] = "{\"type\":\"record\",\"name\":\"B\",\"fields\":[]}";
 
 static avs_schema_t  schema_a, schema_b;
+
+/* fdatasync as the store calls it: the real one unless told to fail */
+static int  fail_fdatasync;
 
 
 /* A schema as avs_schema.c would make it, by hand: the store needs no more. */
@@ -110,6 +114,22 @@ row_init(avs_row_t *r, const char *dataset, const char *table, int hash,
     r->len = strlen(data);
     r->records = 3;
     r->blocks = 1;
+}
+
+
+/*
+ * Defined here, it takes the place of the C library's for the store's
+ * code linked into this program: the disk's write-back failing.
+ */
+int
+fdatasync(int fd)
+{
+    if (fail_fdatasync) {
+        errno = EIO;
+        return -1;
+    }
+
+    return (int) syscall(SYS_fdatasync, fd);
 }
 
 
@@ -941,6 +961,133 @@ test_status(void)
 }
 
 
+/* Commits one new row; the commit's result, its batch's in *batch_rc. */
+static avs_rc_t
+commit_one(avs_store_t *st, int64_t sid, int hash, avs_rc_t *batch_rc,
+    avs_err_t *err)
+{
+    avs_row_t     r;
+    avs_batch_t   b, *group[1];
+    avs_rc_t      rc;
+
+    row_init(&r, "sync", "battle", hash, sid, "blocks");
+    memset(&b, 0, sizeof(b));
+    b.rows = &r;
+    b.nrows = 1;
+    group[0] = &b;
+
+    rc = avs_store_commit(st, group, 1, err);
+    *batch_rc = b.err.rc;
+
+    return rc;
+}
+
+
+/*
+ * synchronous=full through a store whose file is a symbolic link (SQLite
+ * keeps the WAL beside the real file), and an fsync of the WAL that fails:
+ * from then on every store that shares the lock refuses to write, since
+ * the kernel reports a lost write-back only once.
+ */
+static void
+test_sync(void)
+{
+    avs_store_conf_t   conf;
+    avs_store_t       *st, *other;
+    avs_lock_t         lock;
+    avs_err_t          err;
+    avs_rc_t           rc, batch_rc;
+    int64_t            sid;
+    avs_store_status_t status;
+    char               real[300], link_path[300], name[320];
+    struct stat        sb;
+
+    snprintf(real, sizeof(real), "%s/real.db", dir);
+    snprintf(link_path, sizeof(link_path), "%s/link.db", dir);
+    ok(symlink("real.db", link_path) == 0, "the store's file is a symlink");
+
+    memset(&lock, 0, sizeof(lock));
+    avs_lock_init(&lock);
+
+    conf_init(&conf, 1000, 0);
+    conf.path = link_path;
+    conf.synchronous = AVS_SYNC_FULL;
+    conf.lock = &lock;
+
+    rc = avs_store_open(&conf, &st, &err);
+    is_int(rc, AVS_OK, "synchronous=full opens through the link: %s",
+           rc == AVS_OK ? "" : err.msg);
+
+    if (rc != AVS_OK) {
+        goto done;
+    }
+
+    snprintf(name, sizeof(name), "%s-wal", real);
+    ok(stat(name, &sb) == 0, "the WAL is beside the real file");
+
+    sid = stream_id(st, "battle");
+    rc = commit_one(st, sid, 1, &batch_rc, &err);
+    ok(rc == AVS_OK && batch_rc == AVS_OK, "a commit, its WAL synced");
+
+    rc = avs_store_open(&conf, &other, &err);
+    is_int(rc, AVS_OK, "a second store on the same lock (another worker)");
+
+    fail_fdatasync = 1;
+    rc = commit_one(st, sid, 2, &batch_rc, &err);
+    is_int(rc, AVS_ESTORE, "the WAL's fsync fails: the commit fails");
+    ok(strstr(err.msg, "fsync of the WAL") != NULL, "and says so: %s",
+       err.msg);
+    is_int(batch_rc, AVS_ESTORE, "its upload is not acknowledged");
+    fail_fdatasync = 0;
+
+    rc = commit_one(st, sid, 3, &batch_rc, &err);
+    is_int(rc, AVS_ESTORE, "the next commit is refused, fsync or not");
+    ok(strstr(err.msg, "restart nginx") != NULL, "saying what to do: %s",
+       err.msg);
+
+    rc = commit_one(st, sid, 2, &batch_rc, &err);
+    is_int(rc, AVS_ESTORE, "so is the failed upload's retry, which would "
+           "have been answered as a duplicate");
+
+    if (other != NULL) {
+        rc = commit_one(other, sid, 4, &batch_rc, &err);
+        is_int(rc, AVS_ESTORE, "and every other store on the lock");
+        ok(avs_store_status(other, &status, &err) == AVS_OK
+           && status.writes_refused, "whose status says so");
+        avs_store_close(other);
+    }
+
+    avs_store_close(st);
+
+    rc = avs_store_open(&conf, &st, &err);
+    if (rc == AVS_OK) {
+        rc = commit_one(st, sid, 5, &batch_rc, &err);
+        avs_store_close(st);
+    }
+    is_int(rc, AVS_ESTORE, "reopening does not clear it: %s", err.msg);
+
+    memset(&lock, 0, sizeof(lock));        /* a new zone */
+    avs_lock_init(&lock);
+
+    rc = avs_store_open(&conf, &st, &err);
+    if (rc == AVS_OK) {
+        rc = commit_one(st, sid, 6, &batch_rc, &err);
+        ok(rc == AVS_OK && batch_rc == AVS_OK,
+           "a new lock (nginx restarted) writes again");
+        avs_store_close(st);
+    }
+
+done:
+
+    unlink(link_path);
+    unlink(real);
+    snprintf(name, sizeof(name), "%s-wal", real);
+    unlink(name);
+    snprintf(name, sizeof(name), "%s-shm", real);
+    unlink(name);
+}
+
+
 static void
 cleanup(void)
 {
@@ -996,6 +1143,7 @@ main(void)
     /* no connection may cross a fork: every store is closed by now */
 
     test_dead_owner();
+    test_sync();
 
     test_processes();
     test_status();
