@@ -13,7 +13,8 @@
 
 
 /* Bodies up to this size are validated on the event loop: that costs
- * less than handing them to a thread and back. */
+ * less than handing them to a thread and back.  What they decompress to
+ * is bounded by the core (AVS_INGEST_INLINE_BYTES). */
 #define NGX_HTTP_AVRO_INLINE_MAX  (64 * 1024)
 
 

@@ -97,7 +97,7 @@ avs_ingest_slice_error(avs_err_t *err, size_t i, size_t n)
 static avs_rc_t
 avs_ingest_file(const avs_ingest_env_t *env, const avs_ingest_t *req,
     avs_ingest_work_t *w, size_t i, const uint8_t *file, size_t len,
-    int may_wait, avs_err_t *err)
+    int may_wait, size_t *budget, avs_err_t *err)
 {
     avs_upload_t  *u;
     avs_stream_t   stream;
@@ -134,7 +134,7 @@ avs_ingest_file(const avs_ingest_env_t *env, const avs_ingest_t *req,
 
     rc = avs_upload_reframe(u, stream.codec,
                             stream.codec == env->codec ? env->level : 0,
-                            stream.sync, &env->limits, err);
+                            stream.sync, &env->limits, budget, err);
     if (rc != AVS_OK) {
         return rc;
     }
@@ -252,9 +252,11 @@ avs_ingest_validate(const avs_ingest_env_t *env, avs_ingest_t *req,
     avs_err_t          *err;
     avs_rc_t            rc;
     const uint8_t      *file;
-    size_t              i, len;
+    size_t              i, len, budget;
 
     avs_ingest_free(env, req);
+
+    budget = AVS_INGEST_INLINE_BYTES;
 
     err = &req->err;
     memset(err, 0, sizeof(*err));
@@ -303,7 +305,8 @@ avs_ingest_validate(const avs_ingest_env_t *env, avs_ingest_t *req,
         file = req->json ? w->envl.files[i].data : req->body;
         len = req->json ? w->envl.files[i].len : req->body_len;
 
-        rc = avs_ingest_file(env, req, w, i, file, len, may_wait, err);
+        rc = avs_ingest_file(env, req, w, i, file, len, may_wait,
+                             may_wait ? NULL : &budget, err);
 
         if (rc == AVS_DONE) {
             return rc;

@@ -13,6 +13,9 @@
 #include "avs_schema.h"
 #include "avs_store.h"
 
+/* Decompressed bytes a validation that may not wait takes on (~1 ms). */
+#define AVS_INGEST_INLINE_BYTES  (256 * 1024)
+
 typedef struct {
     avs_store_t         *store;
     avs_schema_cache_t  *schemas;
@@ -48,9 +51,11 @@ typedef struct {
 
 /*
  * Validates every file and prepares req->batch.  AVS_OK: the batch is
- * ready to commit.  AVS_DONE (only when may_wait is 0): a stream has to be
- * created first, which can wait; call again with may_wait set.  Any other
- * result: the request is refused, status and response are set.
+ * ready to commit.  AVS_DONE (only when may_wait is 0): a schema has to be
+ * parsed or a stream created first, which can wait, or the files
+ * decompress to more than AVS_INGEST_INLINE_BYTES, more work than an event
+ * loop should do between two events; call again with may_wait set.  Any
+ * other result: the request is refused, status and response are set.
  */
 avs_rc_t avs_ingest_validate(const avs_ingest_env_t *env, avs_ingest_t *req,
     int may_wait);

@@ -73,7 +73,7 @@ avs_upload_block_error(avs_err_t *err, size_t index)
 avs_rc_t
 avs_upload_reframe(avs_upload_t *u, avs_codec_t codec, int level,
     const uint8_t sync[AVS_SYNC_SIZE], const avs_limits_t *lim,
-    avs_err_t *err)
+    size_t *budget, avs_err_t *err)
 {
     avs_ocf_block_t  b;
     avs_buf_t        plain, packed;
@@ -122,7 +122,14 @@ avs_upload_reframe(avs_upload_t *u, avs_codec_t codec, int level,
         plain.len = 0;
 
         rc = avs_codec_decompress(u->header.codec, b.data.p, b.data.n,
-                                  room, &plain, err);
+                                  (budget != NULL && *budget < room)
+                                  ? *budget : room,
+                                  &plain, err);
+        if (rc == AVS_ETOOLARGE && budget != NULL && *budget < room) {
+            rc = AVS_DONE;          /* past the budget, not the limit */
+            break;
+        }
+
         if (rc != AVS_OK) {
             if (rc == AVS_ETOOLARGE) {
                 avs_err_set(err, rc, "block %zu: upload decompresses to "
@@ -143,6 +150,10 @@ avs_upload_reframe(avs_upload_t *u, avs_codec_t codec, int level,
         u->records += b.count;
         u->decompressed += plain.len;
         u->nblocks++;
+
+        if (budget != NULL) {
+            *budget -= plain.len;
+        }
 
         if (codec == u->header.codec) {
             rc = avs_ocf_write_block(&u->blocks, b.count, b.data.p, b.data.n,

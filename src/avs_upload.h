@@ -37,11 +37,13 @@ avs_rc_t avs_upload_open(avs_upload_t *u, const uint8_t *file, size_t n,
 /*
  * Validates every block and appends it to u->blocks framed with the given
  * codec and sync marker.  A block already in that codec is copied as it
- * came, after its content was checked.
+ * came, after its content was checked.  With budget set, the blocks may
+ * decompress to at most *budget bytes, which they use up; past it the
+ * result is AVS_DONE, the work being too much for where it runs.
  */
 avs_rc_t avs_upload_reframe(avs_upload_t *u, avs_codec_t codec, int level,
     const uint8_t sync[AVS_SYNC_SIZE], const avs_limits_t *lim,
-    avs_err_t *err);
+    size_t *budget, avs_err_t *err);
 
 void avs_upload_free(avs_upload_t *u, avs_schema_cache_t *cache);
 

@@ -54,7 +54,7 @@ fuzz_upload(const uint8_t *file, size_t n)
         == AVS_OK)
     {
         (void) avs_upload_reframe(&u, AVS_CODEC_DEFLATE, 1, sync,
-                                  &fuzz_limits, &err);
+                                  &fuzz_limits, NULL, &err);
     }
 
     avs_upload_free(&u, fuzz_cache);

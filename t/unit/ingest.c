@@ -334,6 +334,63 @@ run(avs_ingest_env_t *env, avs_ingest_t *req, const void *body, size_t len,
 }
 
 
+/*
+ * What an event loop takes on: a small file is validated where it came
+ * in; files that decompress past the budget, alone or together, are
+ * handed over (AVS_DONE) and pass where waiting is allowed.
+ */
+static void
+test_inline_budget(avs_ingest_env_t *env, avs_buf_t *small)
+{
+    avs_ingest_t  req;
+    avs_buf_t     big, half, json;
+    char         *h;
+
+    memset(&big, 0, sizeof(big));
+    memset(&half, 0, sizeof(half));
+    memset(&json, 0, sizeof(json));
+    make_file(&big, 1000, 60000, AVS_CODEC_DEFLATE);
+    make_file(&half, 2000, 25000, AVS_CODEC_DEFLATE);
+
+    memset(&req, 0, sizeof(req));
+    req.dataset = "inline";
+    req.table = "own_ship";
+    req.body = small->data;
+    req.body_len = small->len;
+    is_int(avs_ingest_validate(env, &req, 0), AVS_OK,
+           "a small file is validated inline");
+
+    req.body = big.data;
+    req.body_len = big.len;
+    is_int(avs_ingest_validate(env, &req, 0), AVS_DONE,
+           "that decompresses past the budget is handed over");
+    is_int(avs_ingest_validate(env, &req, 1), AVS_OK,
+           "and passes where it may wait");
+    is_int((int) req.batch.rows[0].records, 60000, "every record walked");
+
+    h = b64(half.data, half.len);
+    avs_json_raw(&json, "{\"dataset_id\":\"inline\",\"table\":\"t\",");
+    avs_buf_append(&json, "\"slices\":[\"", 11);
+    avs_buf_append(&json, h, strlen(h));
+    avs_buf_append(&json, "\",\"", 3);
+    avs_buf_append(&json, h, strlen(h));
+    avs_buf_append(&json, "\"]}", 3);
+
+    req.json = 1;
+    req.body = json.data;
+    req.body_len = json.len;
+    is_int(avs_ingest_validate(env, &req, 0), AVS_DONE,
+           "so do slices that pass it together: %s", req.err.msg);
+    is_int(avs_ingest_validate(env, &req, 1), AVS_OK, "and pass too");
+
+    avs_ingest_free(env, &req);
+    avs_buf_free(&big);
+    avs_buf_free(&half);
+    avs_buf_free(&json);
+    free(h);
+}
+
+
 static void
 test_ingest(const char *dir)
 {
@@ -391,6 +448,8 @@ test_ingest(const char *dir)
     is_int(run(&env, &req, f1.data, f1.len, 0), 201,
            "same file for another dataset: stored");
     avs_buf_free(&req.response);
+
+    test_inline_budget(&env, &f1);
 
     /* envelope with slices: all or none */
     s1 = b64(f1.data, f1.len);
