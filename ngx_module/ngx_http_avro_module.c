@@ -40,6 +40,7 @@ static char *ngx_http_avro_read(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_avro_param(ngx_str_t *arg, const char *name,
     ngx_str_t *value);
+static ngx_int_t ngx_http_avro_make_dirs(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_avro_make_dir(ngx_cycle_t *cycle, u_char *dir,
     const char *what);
 static ngx_int_t ngx_http_avro_preconfiguration(ngx_conf_t *cf);
@@ -1072,6 +1073,31 @@ ngx_http_avro_free_allow(void *data)
 static ngx_int_t
 ngx_http_avro_init_module(ngx_cycle_t *cycle)
 {
+    if (ngx_http_avro_make_dirs(cycle) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (ngx_is_init_cycle(cycle->old_cycle)) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * A reload is past the point where nginx can refuse it, and an error
+     * here would end the master: the workers answer 503 until the
+     * directory is there.
+     */
+
+    ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                  "avro: the reloaded configuration runs without its "
+                  "directories");
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_avro_make_dirs(ngx_cycle_t *cycle)
+{
     u_char                     *dir, *slash;
     ngx_uint_t                  i;
     ngx_http_avro_main_conf_t  *amcf;
@@ -1126,9 +1152,10 @@ ngx_http_avro_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_avro_make_dir(ngx_cycle_t *cycle, u_char *dir, const char *what)
 {
-    size_t            len;
-    u_char           *path;
+    u_char           *p;
     ngx_err_t         err;
+    ngx_uint_t        last;
+    ngx_uint_t        level;
     ngx_file_info_t   fi;
     ngx_core_conf_t  *ccf;
 
@@ -1136,28 +1163,45 @@ ngx_http_avro_make_dir(ngx_cycle_t *cycle, u_char *dir, const char *what)
         return NGX_OK;
     }
 
-    /* ngx_create_full_path() makes the parents of a file: give it one */
+    /* at a reload the error is not the end (ngx_http_avro_init_module) */
+    level = ngx_is_init_cycle(cycle->old_cycle) ? NGX_LOG_EMERG
+                                                : NGX_LOG_ALERT;
 
-    len = ngx_strlen(dir);
-    path = ngx_pnalloc(cycle->pool, len + 3);
-    if (path == NULL) {
-        return NGX_ERROR;
-    }
+    /*
+     * Missing parents are made as "mkdir -p" makes them, since the workers
+     * must pass through; the directory itself is theirs alone.
+     */
 
-    ngx_sprintf(path, "%s/x%Z", dir);
+    for (p = dir + 1; /* void */; p++) {
+        last = (*p == '\0');
 
-    err = ngx_create_full_path(path, 0700);
-    if (err != 0) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
-                      "%s: cannot create directory \"%s\"", what, dir);
-        return NGX_ERROR;
+        if (*p != '/' && !last) {
+            continue;
+        }
+
+        *p = '\0';
+        err = (ngx_create_dir(dir, last ? 0700 : 0755) == NGX_FILE_ERROR)
+              ? ngx_errno : 0;
+
+        if (err != 0 && err != NGX_EEXIST) {
+            ngx_log_error(level, cycle->log, err,
+                          "%s: cannot create directory \"%s\"", what, dir);
+            *p = last ? '\0' : '/';
+            return NGX_ERROR;
+        }
+
+        if (last) {
+            break;
+        }
+
+        *p = '/';
     }
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
 
     if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
         if (chown((char *) dir, ccf->user, -1) == -1) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+            ngx_log_error(level, cycle->log, ngx_errno,
                           "%s: chown(\"%s\", %d) failed", what, dir,
                           ccf->user);
             return NGX_ERROR;
