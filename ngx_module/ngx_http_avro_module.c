@@ -844,6 +844,16 @@ ngx_http_avro_init_main_conf(ngx_conf_t *cf, void *conf)
         return "\"avro_archive\" needs \"avro_cold_store\"";
     }
 
+    /* S3 takes at most 5 GiB in one PUT: a larger file would fail for
+     * ever, and every later job behind it */
+
+    if (amcf->archive
+        && ngx_strncmp(amcf->cold_store.data, "s3://", 5) == 0
+        && (uint64_t) amcf->segment_size > 5ULL * 1024 * 1024 * 1024)
+    {
+        return "segment_size: an S3 cold store takes at most 5g";
+    }
+
     if (amcf->hot_store.data == NULL) {
         return NGX_CONF_OK;
     }
@@ -935,9 +945,11 @@ ngx_http_avro_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_http_avro_main_conf_t  *amcf;
 
-    ngx_conf_merge_value(conf->upload, prev->upload, 0);
-    ngx_conf_merge_value(conf->status, prev->status, 0);
-    ngx_conf_merge_value(conf->archive_now, prev->archive_now, 0);
+    /* a location's handler is its own, so are these: nested locations
+     * do not inherit them */
+    ngx_conf_init_value(conf->upload, 0);
+    ngx_conf_init_value(conf->status, 0);
+    ngx_conf_init_value(conf->archive_now, 0);
 
     if (conf->dataset == NULL) {
         conf->dataset = prev->dataset;
@@ -967,6 +979,12 @@ ngx_http_avro_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               AVS_DEFAULT_MAX_RECORDS);
     ngx_conf_merge_uint_value(conf->max_depth, prev->max_depth,
                               AVS_DEFAULT_MAX_DEPTH);
+
+    if (conf->read_max_ranges == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "avro_read_max_ranges must be at least 1");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->max_depth == 0 || conf->max_depth > 1024) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

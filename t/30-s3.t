@@ -53,6 +53,22 @@ for my $case (
     unlike $check->{err}, qr/S3RVER/, "$name: no secret in the message";
 }
 
+# settings that could never work
+for my $case (
+    [ 'interval=1h segment_size=6g', [],
+      qr/segment_size: an S3 cold store takes at most 5g/,
+      'segments larger than one S3 PUT takes' ],
+    [ 'interval=1h', ['location = /r { avro_read_max_ranges 0; }'],
+      qr/avro_read_max_ranges must be at least 1/, 'reads of no range' ])
+{
+    my ($archive, $locations, $why, $name) = @$case;
+    $t->archive_conf(cold => "s3://bucket/archive $endpoint credentials=$cred",
+        archive => $archive, locations => $locations);
+    my $check = $t->nginx_t;
+    isnt $check->{exit}, 0, "$name: nginx -t fails";
+    like $check->{err}, $why, "$name: and says why";
+}
+
 $t->archive_conf(workers => 2,
     cold => "s3://bucket/archive endpoint=http://127.0.0.1:$port"
         . " region=us-east-1 credentials=$cred",
@@ -97,6 +113,7 @@ for my $line (split /\n/, $lines->{out}) {
 }
 is_deeply \%got, \%want, 'index ranges hold exactly each dataset\'s records';
 
-is_deeply [$t->check_log_clean(ignore => qr/\[emerg\] .*cold store: /)], [],
-    'error log clean but for nginx -t of the bad stores';
+is_deeply [$t->check_log_clean(ignore =>
+        qr/\[emerg\] .*(?:cold store: |segment_size: |avro_read_max_ranges )/)],
+    [], 'error log clean but for nginx -t of the bad confs';
 done_testing;
