@@ -21,7 +21,7 @@
  */
 
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE             /* sync_file_range */
+#define _GNU_SOURCE             /* sync_file_range, pthread_timedjoin_np */
 #endif
 
 #include <aio.h>
@@ -245,6 +245,7 @@ static avs_rc_t avs_archive_make_key(char *key, const char *table,
 static avs_rc_t avs_archive_start(avs_cycle_t *cy, avs_flight_t *f,
     avs_err_t *err);
 static void *avs_archive_produce(void *data);
+static void avs_archive_wait(avs_cycle_t *cy, avs_flight_t *f);
 static avs_rc_t avs_archive_landed(avs_cycle_t *cy, avs_flight_t *f,
     avs_err_t *err);
 static avs_rc_t avs_archive_commit_job(avs_cycle_t *cy, avs_flight_t *f,
@@ -1037,6 +1038,46 @@ avs_archive_produce(void *data)
 
 
 /*
+ * Waits for a producer, renewing the lease now (the job's start may have
+ * waited for the store) and a few times per lease time: a put can last
+ * longer than the lease, and an archiver that took over an expired lease
+ * would put the same key again while this one still sends it.
+ */
+static void
+avs_archive_wait(avs_cycle_t *cy, avs_flight_t *f)
+{
+    struct timespec  deadline;
+    uint64_t         step;
+    avs_err_t        e;
+
+    if (cy->conf->owner == NULL) {
+        (void) pthread_join(f->thread, NULL);
+        return;
+    }
+
+    step = avs_archive_ttl(cy->conf) / 3;
+
+    for ( ;; ) {
+        (void) avs_archive_lease(cy->st, cy->conf->owner,
+                                 avs_archive_ttl(cy->conf), &e);
+
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += (time_t) (step / 1000);
+        deadline.tv_nsec += (long) (step % 1000) * 1000000;
+
+        if (deadline.tv_nsec >= 1000000000) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000;
+        }
+
+        if (pthread_timedjoin_np(f->thread, NULL, &deadline) != ETIMEDOUT) {
+            return;
+        }
+    }
+}
+
+
+/*
  * Waits for the producer of a job and judges what it did: AVS_OK when the
  * job is put and is to be committed, AVS_DONE when there is nothing to
  * commit (another archiver did it), else the failure, recorded on the job
@@ -1050,7 +1091,7 @@ avs_archive_landed(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
     avs_rc_t  rc;
 
     if (f->threaded) {
-        (void) pthread_join(f->thread, NULL);
+        avs_archive_wait(cy, f);
         f->threaded = 0;
     }
 

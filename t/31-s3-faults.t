@@ -103,6 +103,34 @@ is $t->sqlite("SELECT count(*) AS n FROM block_indexes WHERE dataset_id = 'e'")-
     1, 'e indexed once';
 $s3->fault('pass');
 
+# A put that lasts longer than the lease: the archiver renews it while it
+# waits, so the other worker, trying every second, never takes the job
+# over and puts it a second time.
+my @stored = $t->error_log_matches(qr/avro archive: stored/);
+my $puts = () = $s3->proxied('PUT');
+$s3->fault('delay 2500');
+$t->archive_conf(workers => 2,
+    cold => "s3://bucket/faults endpoint=http://127.0.0.1:$proxy credentials=$cred",
+    archive => 'interval=1s lease=3s node=f1',
+    locations => ['location = /status  { avro_status; }']);
+$t->reload;
+is upload('f'), 201, 'upload f';
+my $waited = 0;
+for (1 .. 150) {
+    last if $t->sqlite("SELECT count(*) AS n FROM block_indexes WHERE dataset_id = 'f'")->[0]{n};
+    sleep 0.1;
+    $waited += 0.1;
+}
+cmp_ok $waited, '>', 4, sprintf('its HEAD and PUT took longer than the lease (%.1f s)', $waited);
+my @new = $t->error_log_matches(qr/avro archive: stored/);
+splice @new, 0, scalar @stored;
+is scalar @new, 1, 'one archiver put it, once' or diag join "\n", @new;
+ok !(grep { /recovered job/ } @new), 'no other took it over';
+is scalar(() = $s3->proxied('PUT')) - $puts, 1, 'one PUT reached the store';
+is $t->sqlite("SELECT count(*) AS n FROM block_indexes WHERE dataset_id = 'f'")->[0]{n},
+    1, 'f indexed once';
+$s3->fault('pass');
+
 my @log = $t->error_log_matches(qr/avro archive cycle failed/);
 cmp_ok scalar @log, '>=', 3, 'each failure is in the error log';
 ok !(grep { /S3RVER/ } $t->error_log), 'no credentials in the error log';
