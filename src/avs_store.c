@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -152,6 +153,7 @@ struct avs_store_s {
     sqlite3_stmt        *status_stmt;
     char                *path;
     int                  wal_fd;            /* synchronous=full, else -1 */
+    int                  file_lock_fd;      /* <path>.lock, flock()ed */
     avs_lock_t          *lock;
     avs_lock_t          *own_lock;          /* when conf->lock was NULL */
     unsigned             busy_timeout_ms;
@@ -189,6 +191,9 @@ static void avs_store_free(avs_store_t *st, int wait);
 static avs_rc_t avs_store_lock(avs_store_t *st, unsigned timeout_ms,
     avs_err_t *err);
 static void avs_store_unlock(avs_store_t *st);
+static avs_rc_t avs_store_open_file_lock(avs_store_t *st, avs_err_t *err);
+static avs_rc_t avs_store_file_lock(avs_store_t *st, unsigned timeout_ms,
+    avs_err_t *err);
 static int avs_store_step(avs_store_t *st, avs_stmt_id_t id);
 static void avs_store_reset(sqlite3_stmt *stmt);
 static avs_rc_t avs_store_begin(avs_store_t *st, avs_err_t *err);
@@ -312,6 +317,7 @@ avs_store_open(const avs_store_conf_t *conf, avs_store_t **out,
     st->busy_timeout_ms = conf->busy_timeout_ms;
     st->max_size = conf->max_size;
     st->wal_fd = -1;
+    st->file_lock_fd = -1;
 
     st->path = strdup(conf->path);
     if (st->path == NULL) {
@@ -368,6 +374,11 @@ avs_store_open(const avs_store_conf_t *conf, avs_store_t **out,
 
     rc = avs_store_open_db(st, &st->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err);
+    if (rc != AVS_OK) {
+        goto failed;
+    }
+
+    rc = avs_store_open_file_lock(st, err);
     if (rc != AVS_OK) {
         goto failed;
     }
@@ -836,10 +847,10 @@ avs_store_free(avs_store_t *st, int wait)
     if (wait && st->lock != NULL && st->lock->ready == AVS_LOCK_READY
         && st->db != NULL)
     {
-        rc = avs_lock_acquire(st->lock,
-                              st->busy_timeout_ms < AVS_STORE_OPEN_TIMEOUT_MS
-                              ? AVS_STORE_OPEN_TIMEOUT_MS
-                              : st->busy_timeout_ms, NULL);
+        rc = avs_store_lock(st,
+                            st->busy_timeout_ms < AVS_STORE_OPEN_TIMEOUT_MS
+                            ? AVS_STORE_OPEN_TIMEOUT_MS
+                            : st->busy_timeout_ms, NULL);
         locked = (rc == AVS_OK);
     }
 
@@ -872,11 +883,15 @@ avs_store_free(avs_store_t *st, int wait)
     }
 
     if (locked) {
-        avs_lock_release(st->lock);
+        avs_store_unlock(st);
     }
 
     if (st->wal_fd != -1) {
         close(st->wal_fd);
+    }
+
+    if (st->file_lock_fd != -1) {
+        close(st->file_lock_fd);
     }
 
     if (st->own_lock != NULL) {
@@ -939,6 +954,15 @@ avs_store_lock(avs_store_t *st, unsigned timeout_ms, avs_err_t *err)
     spent = avs_store_clock_ms(CLOCK_MONOTONIC) - start;
     left = (spent < (int64_t) timeout_ms) ? timeout_ms - (unsigned) spent : 0;
 
+    rc = avs_store_file_lock(st, left, err);
+    if (rc != AVS_OK) {
+        avs_lock_release(st->lock);
+        return rc;
+    }
+
+    spent = avs_store_clock_ms(CLOCK_MONOTONIC) - start;
+    left = (spent < (int64_t) timeout_ms) ? timeout_ms - (unsigned) spent : 0;
+
     /* 0 would remove the handler: give SQLite at least one try and a wait */
 
     sqlite3_busy_timeout(st->db, left ? (int) left : 1);
@@ -951,7 +975,76 @@ avs_store_lock(avs_store_t *st, unsigned timeout_ms, avs_err_t *err)
 static void
 avs_store_unlock(avs_store_t *st)
 {
+    (void) flock(st->file_lock_fd, LOCK_UN);
     avs_lock_release(st->lock);
+}
+
+
+/*
+ * The lock in shared memory is one nginx's: a new master started by a
+ * binary upgrade makes a zone of its own, and its workers write beside
+ * the old ones.  A lock on a file next to the store keeps the two apart.
+ */
+static avs_rc_t
+avs_store_open_file_lock(avs_store_t *st, avs_err_t *err)
+{
+    size_t  len;
+    char   *name;
+
+    len = strlen(st->path);
+
+    name = malloc(len + sizeof(".lock"));
+    if (name == NULL) {
+        return avs_err_set(err, AVS_ENOMEM, "hot store: out of memory");
+    }
+
+    memcpy(name, st->path, len);
+    memcpy(name + len, ".lock", sizeof(".lock"));
+
+    st->file_lock_fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+    if (st->file_lock_fd == -1) {
+        avs_err_set(err, AVS_ESTORE, "hot store %s: %s", name,
+                    strerror(errno));
+        free(name);
+        return AVS_ESTORE;
+    }
+
+    free(name);
+
+    return AVS_OK;
+}
+
+
+/*
+ * Takes the file lock within timeout_ms.  Only another nginx can hold it,
+ * for one of its writes; flock() cannot wait with a limit, so it is tried
+ * every millisecond.
+ */
+static avs_rc_t
+avs_store_file_lock(avs_store_t *st, unsigned timeout_ms, avs_err_t *err)
+{
+    unsigned         waited;
+    struct timespec  ms = { 0, 1000000 };
+
+    for (waited = 0; /* void */; waited++) {
+        if (flock(st->file_lock_fd, LOCK_EX | LOCK_NB) == 0) {
+            return AVS_OK;
+        }
+
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            return avs_err_set(err, AVS_ESTORE, "hot store %s.lock: %s",
+                               st->path, strerror(errno));
+        }
+
+        if (waited >= timeout_ms) {
+            return avs_err_set(err, AVS_EBUSY,
+                               "hot store busy: %s.lock held by another "
+                               "nginx for %u ms", st->path, timeout_ms);
+        }
+
+        nanosleep(&ms, NULL);
+    }
 }
 
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1088,10 +1089,110 @@ done:
 }
 
 
+/* The child's write: tells the parent it holds the locks, waits for it. */
+static avs_rc_t
+hold_write(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    int  *fds = arg;
+    char  c;
+
+    c = 'h';
+    if (write(fds[1], &c, 1) != 1 || read(fds[0], &c, 1) != 1) {
+        return AVS_EINTERNAL;
+    }
+
+    return AVS_OK;
+}
+
+
+/*
+ * Two nginx masters (a binary upgrade) have a lock in shared memory each:
+ * the store also locks a file beside it, so a write of one keeps the
+ * other's out.
+ */
+static void
+test_file_lock(void)
+{
+    avs_store_conf_t   conf;
+    avs_store_t       *st, *other;
+    avs_lock_t        *other_lock;
+    avs_err_t          err;
+    avs_rc_t           rc, batch_rc;
+    int64_t            sid;
+    int                to_child[2], to_parent[2], fds[2], fd, status;
+    char               c, name[300];
+    pid_t              pid;
+
+    st = store_open(200, 0);
+    ok(st != NULL, "open (the first nginx)");
+    if (st == NULL) {
+        return;
+    }
+
+    sid = stream_id(st, "battle");
+
+    /* the child uses a store of its own, never this one's connections */
+
+    other_lock = mmap(NULL, sizeof(avs_lock_t), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    memset(other_lock, 0, sizeof(avs_lock_t));
+    avs_lock_init(other_lock);
+
+    if (pipe(to_child) != 0 || pipe(to_parent) != 0) {
+        ok(0, "pipes");
+        return;
+    }
+
+    pid = fork();
+    if (pid == 0) {
+        conf_init(&conf, 2000, 0);
+        conf.lock = other_lock;
+        fds[0] = to_child[0];
+        fds[1] = to_parent[1];
+        if (avs_store_open(&conf, &other, &err) != AVS_OK) {
+            _exit(1);
+        }
+        rc = avs_store_write(other, hold_write, fds, &err);
+        avs_store_close(other);
+        _exit(rc == AVS_OK ? 0 : 2);
+    }
+
+    ok(read(to_parent[0], &c, 1) == 1, "the other nginx writes");
+
+    snprintf(name, sizeof(name), "%s.lock", path);
+    fd = open(name, O_RDWR | O_CLOEXEC);
+    ok(fd != -1 && flock(fd, LOCK_EX | LOCK_NB) == -1
+       && errno == EWOULDBLOCK, "it holds %s", name);
+    if (fd != -1) {
+        close(fd);
+    }
+
+    rc = commit_one(st, sid, 90, &batch_rc, &err);
+    is_int(rc, AVS_EBUSY, "a commit of this nginx waits, then is busy");
+    ok(strstr(err.msg, "held by another nginx") != NULL, "saying why: %s",
+       err.msg);
+
+    c = 'g';
+    ok(write(to_child[1], &c, 1) == 1, "the other nginx ends its write");
+    waitpid(pid, &status, 0);
+    ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "and it succeeded");
+
+    rc = commit_one(st, sid, 91, &batch_rc, &err);
+    ok(rc == AVS_OK && batch_rc == AVS_OK, "then this one commits");
+    avs_store_close(st);
+
+    close(to_child[0]);
+    close(to_child[1]);
+    close(to_parent[0]);
+    close(to_parent[1]);
+    munmap(other_lock, sizeof(avs_lock_t));
+}
+
+
 static void
 cleanup(void)
 {
-    static const char  *suffix[] = { "", "-wal", "-shm" };
+    static const char  *suffix[] = { "", "-wal", "-shm", ".lock" };
     char                name[300];
     size_t              i;
 
@@ -1144,6 +1245,7 @@ main(void)
 
     test_dead_owner();
     test_sync();
+    test_file_lock();
 
     test_processes();
     test_status();
