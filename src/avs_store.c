@@ -1646,9 +1646,9 @@ avs_store_commit_take(avs_store_t *st, avs_store_take_pt take, void *arg,
     avs_batch_t  **batches;
     avs_err_t      e;
     avs_rc_t       rc;
-    uint64_t       used, incoming;
+    uint64_t       used, room, size;
     int64_t        now;
-    size_t         i, j, n;
+    size_t         i, j, n, stored;
     int            src, lost;
 
     memset(&e, 0, sizeof(e));
@@ -1667,40 +1667,53 @@ avs_store_commit_take(avs_store_t *st, avs_store_take_pt take, void *arg,
         return avs_err_set(err, AVS_DONE, "nothing to commit");
     }
 
-    incoming = 0;
-
-    for (i = 0; i < n; i++) {
-        for (j = 0; j < batches[i]->nrows; j++) {
-            incoming += batches[i]->rows[j].len;
-        }
-    }
-
     rc = avs_store_begin(st, &e);
     if (rc != AVS_OK) {
         goto unlock;
     }
 
+    used = 0;
+    room = UINT64_MAX;
+
     if (st->max_size != 0) {
-        used = 0;
         rc = avs_store_used(st, &used, &e);
         if (rc != AVS_OK) {
             goto rollback;
         }
 
-        if (used + incoming > st->max_size || incoming > st->max_size) {
-            rc = avs_err_set(&e, AVS_EFULL,
-                             "hot store full: %" PRIu64 " of %" PRIu64
-                             " bytes in use, %" PRIu64 " more requested",
-                             used, st->max_size, incoming);
-            goto rollback;
-        }
+        room = (used < st->max_size) ? st->max_size - used : 0;
     }
 
     now = avs_store_now_ms();
     lost = 0;
+    stored = 0;
+
+    /* near max_size, the batches that fit are stored, the others refused */
 
     for (i = 0; i < n && !lost; i++) {
+        size = 0;
+
+        for (j = 0; j < batches[i]->nrows; j++) {
+            size += batches[i]->rows[j].len;
+        }
+
+        if (size > room) {
+            avs_err_set(&batches[i]->err, AVS_EFULL,
+                        "hot store full: %" PRIu64 " of %" PRIu64
+                        " bytes in use, %" PRIu64 " more requested",
+                        used, st->max_size, size);
+            continue;
+        }
+
+        room -= size;
+        stored++;
         (void) avs_batch_store(st, batches[i], now, &lost);
+    }
+
+    if (stored == 0) {
+        e = batches[n - 1]->err;
+        rc = e.rc;
+        goto rollback;
     }
 
     if (lost) {

@@ -542,8 +542,8 @@ test_full(avs_store_t *st)
 {
     avs_store_status_t   s;
     avs_store_t         *small;
-    avs_row_t            r;
-    avs_batch_t          b, *group[1];
+    avs_row_t            r, r2;
+    avs_batch_t          b, b2, *group[2];
     avs_err_t            err;
     avs_rc_t             rc;
     long long            before;
@@ -580,6 +580,24 @@ test_full(avs_store_t *st)
     row_init(&r, "dave", "battle", 21, sid, "tiny");
     rc = avs_store_commit(small, group, 1, &err);
     is_int(rc, AVS_OK, "a small row still fits");
+
+    /* a group: the batch that fits is stored, the one that does not is
+     * refused alone */
+
+    row_init(&r, "dave", "battle", 22, sid, big);
+    row_init(&r2, "dave", "battle", 23, sid, "tiny too");
+    b2.rows = &r2;
+    b2.nrows = 1;
+    group[1] = &b2;
+    before = count_rows();
+
+    rc = avs_store_commit(small, group, 2, &err);
+    is_int(rc, AVS_OK, "a group near max_size commits");
+    is_int(b.err.rc, AVS_EFULL, "its batch too big for the room is full");
+    is_int(r.id, 0, "and has no id");
+    is_int(b2.err.rc, AVS_OK, "the batch that fits is stored");
+    ok(r2.id > 0, "with an id");
+    is_int(count_rows(), before + 1, "one row more");
 
     avs_store_close(small);
 }
