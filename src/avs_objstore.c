@@ -121,9 +121,15 @@ avs_objstore_key(const char *key, avs_err_t *err)
         }
     }
 
+    /* a "." segment is dropped by libcurl from the path it sends, and
+     * the path it signed would no longer be the one sent */
+
     if (len == 0 || len > AVS_OBJSTORE_KEY_MAX || key[0] == '/'
         || key[len - 1] == '/' || strstr(key, "//") != NULL
-        || strstr(key, "..") != NULL || strchr(key, '\\') != NULL)
+        || strstr(key, "..") != NULL || strchr(key, '\\') != NULL
+        || strcmp(key, ".") == 0 || strncmp(key, "./", 2) == 0
+        || strstr(key, "/./") != NULL
+        || (len >= 2 && strcmp(key + len - 2, "/.") == 0))
     {
         return avs_err_set(err, AVS_EINTERNAL, "bad object key \"%.200s\"",
                            key);

@@ -206,7 +206,7 @@ test_bad_keys(void)
 
     static const char  *bad[] = {
         "", "../x", "a/../b", "a/..", "..", "/x", "a//b", "a/", "a\\b",
-        "a\nb", "a\x7f", "a\tb"
+        "a\nb", "a\x7f", "a\tb", ".", "./a", "a/./b", "a/."
     };
 
     memset(&err, 0, sizeof(avs_err_t));
@@ -404,6 +404,8 @@ test_configuration(void)
     refused(&oc, "bucket with a space", "bucket");
     oc.url = "s3://bucket/a/../b";
     refused(&oc, "prefix with ..", "prefix");
+    oc.url = "s3://bucket/a/./b";
+    refused(&oc, "prefix with a . segment", "prefix");
 
     oc.url = "s3://bucket/prefix";
     oc.endpoint = "ftp://127.0.0.1";
