@@ -1061,14 +1061,7 @@ avs_archive_wait(avs_cycle_t *cy, avs_flight_t *f)
         (void) avs_archive_lease(cy->st, cy->conf->owner,
                                  avs_archive_ttl(cy->conf), &e);
 
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += (time_t) (step / 1000);
-        deadline.tv_nsec += (long) (step % 1000) * 1000000;
-
-        if (deadline.tv_nsec >= 1000000000) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000;
-        }
+        avs_deadline(&deadline, step);
 
         if (pthread_timedjoin_np(f->thread, NULL, &deadline) != ETIMEDOUT) {
             return;

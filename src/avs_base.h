@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef enum {
     AVS_OK = 0,
@@ -78,6 +79,12 @@ typedef struct {
 #define AVS_DEFAULT_MAX_DEPTH    32
 
 void avs_limits_default(avs_limits_t *lim);
+
+/*
+ * The wall-clock time ms milliseconds from now, as the timed waits of
+ * pthreads want it.
+ */
+void avs_deadline(struct timespec *ts, uint64_t ms);
 
 
 /*

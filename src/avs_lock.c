@@ -57,14 +57,7 @@ avs_lock_acquire(avs_lock_t *lock, unsigned timeout_ms, avs_err_t *err)
     struct timespec  deadline;
     int              rc;
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
-
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    avs_deadline(&deadline, timeout_ms);
 
     rc = pthread_mutex_timedlock(&lock->mutex, &deadline);
 

@@ -2185,14 +2185,7 @@ avs_store_reader_get(avs_store_t *st, unsigned *slot, avs_err_t *err)
     unsigned         i;
     int              e;
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += st->busy_timeout_ms / 1000;
-    deadline.tv_nsec += (long) (st->busy_timeout_ms % 1000) * 1000000;
-
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    avs_deadline(&deadline, st->busy_timeout_ms);
 
     pthread_mutex_lock(&st->pool_mutex);
 
