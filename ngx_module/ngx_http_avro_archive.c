@@ -415,12 +415,6 @@ ngx_http_avro_archive_now_done(ngx_http_request_t *r)
         return;
     }
 
-    if (ar->rc != AVS_OK) {
-        rc = ngx_http_avro_send_avs_error(r, ar->rc, ar->err.msg);
-        ngx_http_finalize_request(r, rc);
-        return;
-    }
-
     ngx_memzero(&body, sizeof(body));
 
     if (avs_archive_summary_json(&ar->summary, &body) != AVS_OK
@@ -431,7 +425,16 @@ ngx_http_avro_archive_now_done(ngx_http_request_t *r)
         return;
     }
 
-    rc = ngx_http_avro_send_json(r, NGX_HTTP_OK, body.data, body.len);
+    /* a failed cycle may have archived other groups: say what it did */
+
+    if (ar->rc != AVS_OK) {
+        rc = ngx_http_avro_send_error_with(r, avs_rc_http_status(ar->rc),
+                                           avs_rc_name(ar->rc), ar->err.msg,
+                                           "cycle", body.data, body.len - 1);
+    } else {
+        rc = ngx_http_avro_send_json(r, NGX_HTTP_OK, body.data, body.len);
+    }
+
     avs_buf_free(&body);
 
     ngx_http_finalize_request(r, rc);

@@ -129,6 +129,20 @@ ngx_int_t
 ngx_http_avro_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *message)
 {
+    return ngx_http_avro_send_error_with(r, status, error, message, NULL,
+                                         NULL, 0);
+}
+
+
+/*
+ * The same with one more member, name, whose value is the JSON text
+ * json[0..len) (what a failure leaves done, say); none when name is NULL.
+ */
+ngx_int_t
+ngx_http_avro_send_error_with(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, const char *message, const char *name,
+    const u_char *json, size_t len)
+{
     avs_buf_t   body;
     avs_rc_t    rc;
     ngx_int_t   res;
@@ -149,6 +163,9 @@ ngx_http_avro_send_error(ngx_http_request_t *r, ngx_uint_t status,
     }
     if (rc == AVS_OK) {
         rc = avs_json_field_str(&body, "message", message);
+    }
+    if (rc == AVS_OK && name != NULL) {
+        rc = avs_json_field_raw(&body, name, json, len);
     }
     if (rc == AVS_OK) {
         rc = avs_buf_append(&body, "}\n", 2);

@@ -53,6 +53,14 @@
 #define AVS_ARCHIVE_WRITEBACK   (8 * 1024 * 1024)
 #define AVS_ARCHIVE_REKEYS      64
 #define AVS_ARCHIVE_LEASE_TTL   60000
+
+/*
+ * Failed jobs in a row that end a cycle.  One failed job may be that
+ * job's alone (a key the store refuses, rows it cannot build), so the
+ * cycle goes on with the other groups; a second in a row says the store
+ * is failing, and trying every group against it would only wait longer.
+ */
+#define AVS_ARCHIVE_FAIL_STREAK 2
 #define AVS_ARCHIVE_COMMIT_CACHE_KIB  16384
 
 /* A job's hot rows, bound as (table, period, fingerprint, first, last):
@@ -145,6 +153,14 @@ typedef struct {
 } avs_build_t;
 
 
+/* A group of hot rows: what a file holds. */
+typedef struct {
+    char         table[AVS_NAME_MAX + 1];
+    char         period[AVS_NAME_MAX + 1];
+    char         fp[17];
+} avs_group_t;
+
+
 /* One cycle's context. */
 typedef struct {
     avs_store_t               *st;
@@ -154,6 +170,14 @@ typedef struct {
     uint64_t                   segment_size;
     int64_t                    cursor;      /* last job id looked at */
     int                        crashed;     /* the hook ended the cycle */
+
+    /* the groups whose job failed in this cycle: their later jobs wait
+     * for the next one, the other groups go on */
+    avs_group_t               *failed;
+    size_t                     nfailed;
+    size_t                     failed_cap;
+    unsigned                   fail_streak; /* failed jobs in a row */
+    avs_err_t                  first_fail;
 } avs_cycle_t;
 
 
@@ -230,6 +254,9 @@ static uint64_t avs_archive_ttl(const avs_archive_conf_t *conf);
 static int64_t avs_archive_mono_ms(void);
 static avs_rc_t avs_archive_lease_locked(sqlite3 *db, void *arg,
     avs_err_t *err);
+static int avs_archive_group_failed(avs_cycle_t *cy, const avs_job_t *job);
+static int avs_archive_step_over(avs_cycle_t *cy, avs_flight_t *f,
+    avs_rc_t rc);
 static avs_rc_t avs_archive_run_pending(avs_cycle_t *cy, int recovered,
     avs_err_t *err);
 static avs_rc_t avs_archive_next_job(sqlite3 *db, void *arg,
@@ -519,6 +546,17 @@ avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
         rc = avs_archive_run_pending(&cy, 0, err);
     }
 
+    /* the other groups went on: the cycle still failed, with the first
+     * job that did */
+
+    if (rc == AVS_OK && cy.nfailed > 0) {
+        *err = cy.first_fail;
+        rc = err->rc;
+    }
+
+    free(cy.failed);
+
+    out->failed = cy.nfailed;
     out->rc = rc;
 
     if (cy.crashed) {
@@ -563,8 +601,9 @@ avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
  * (the next one is looked up when the last one is put, so nothing grows
  * with their number).  Two jobs overlap: while a producer thread builds
  * and puts one, this thread commits the one before it; commits stay one
- * at a time and in order.  Stops at the first failure, once the producer
- * has ended.
+ * at a time and in order.  A job whose build or put fails leaves its
+ * group for the next cycle and the others go on (avs_archive_step_over);
+ * any other failure stops the cycle, once the producer has ended.
  */
 static avs_rc_t
 avs_archive_run_pending(avs_cycle_t *cy, int recovered, avs_err_t *err)
@@ -596,6 +635,14 @@ avs_archive_run_pending(avs_cycle_t *cy, int recovered, avs_err_t *err)
         cy->cursor = cur->job.id;
         cur->recovered = recovered;
 
+        /* a group's files follow its rows in order: after a failed job,
+         * its later ones wait too */
+
+        if (avs_archive_group_failed(cy, &cur->job)) {
+            free(cur);
+            continue;
+        }
+
         rc = avs_archive_start(cy, cur, err);
 
         crc = AVS_OK;
@@ -611,6 +658,13 @@ avs_archive_run_pending(avs_cycle_t *cy, int recovered, avs_err_t *err)
             rc = avs_archive_landed(cy, cur, (crc == AVS_OK) ? err : NULL);
         }
 
+        if (crc == AVS_OK && avs_archive_step_over(cy, cur, rc)) {
+            avs_archive_discard(&cur->b, 0);
+            free(cur);
+            rc = AVS_OK;
+            continue;
+        }
+
         if (crc != AVS_OK || (rc != AVS_OK && rc != AVS_DONE)) {
             avs_archive_discard(&cur->b, 0);
             free(cur);
@@ -623,6 +677,7 @@ avs_archive_run_pending(avs_cycle_t *cy, int recovered, avs_err_t *err)
             continue;
         }
 
+        cy->fail_streak = 0;
         prev = cur;
     }
 
@@ -635,6 +690,72 @@ avs_archive_run_pending(avs_cycle_t *cy, int recovered, avs_err_t *err)
     }
 
     return rc;
+}
+
+
+/* Whether a job of the job's group failed earlier in this cycle. */
+static int
+avs_archive_group_failed(avs_cycle_t *cy, const avs_job_t *job)
+{
+    size_t              i;
+    const avs_group_t  *g;
+
+    for (i = 0; i < cy->nfailed; i++) {
+        g = &cy->failed[i];
+
+        if (strcmp(g->table, job->table) == 0
+            && strcmp(g->period, job->period) == 0
+            && strcmp(g->fp, job->fp) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Whether the cycle steps over a job that ended with rc: yes when its
+ * producer failed (the failure is recorded on the job, which stays
+ * pending) and not AVS_ARCHIVE_FAIL_STREAK jobs in a row did.  The job's
+ * group is then left to the next cycle.  The lease, a stop by the test
+ * hook, memory and failures of the commit end the cycle.
+ */
+static int
+avs_archive_step_over(avs_cycle_t *cy, avs_flight_t *f, avs_rc_t rc)
+{
+    size_t        cap;
+    avs_group_t  *g;
+
+    if (rc == AVS_OK || rc == AVS_DONE || rc == AVS_EBUSY
+        || rc == AVS_ENOMEM || f->rc != rc || cy->crashed
+        || ++cy->fail_streak >= AVS_ARCHIVE_FAIL_STREAK)
+    {
+        return 0;
+    }
+
+    if (cy->nfailed == cy->failed_cap) {
+        cap = cy->failed_cap ? cy->failed_cap * 2 : 4;
+        g = realloc(cy->failed, cap * sizeof(avs_group_t));
+        if (g == NULL) {
+            return 0;
+        }
+
+        cy->failed = g;
+        cy->failed_cap = cap;
+    }
+
+    if (cy->nfailed == 0) {
+        cy->first_fail = f->err;
+    }
+
+    g = &cy->failed[cy->nfailed++];
+    memcpy(g->table, f->job.table, sizeof(g->table));
+    memcpy(g->period, f->job.period, sizeof(g->period));
+    memcpy(g->fp, f->job.fp, sizeof(g->fp));
+
+    return 1;
 }
 
 
@@ -2736,6 +2857,9 @@ avs_archive_summary_json(const avs_archive_summary_t *s, avs_buf_t *out)
     }
     if (rc == AVS_OK) {
         rc = avs_json_field_u64(out, "skipped_groups", s->skipped);
+    }
+    if (rc == AVS_OK) {
+        rc = avs_json_field_u64(out, "failed_jobs", s->failed);
     }
     if (rc == AVS_OK) {
         rc = avs_json_raw(out, ",\"steps_ms\":{");

@@ -124,6 +124,21 @@ avs_json_field_str(avs_buf_t *b, const char *key, const char *v)
 }
 
 
+/* Appends "key": and the JSON text v[0..n) as it is. */
+avs_rc_t
+avs_json_field_raw(avs_buf_t *b, const char *key, const void *v, size_t n)
+{
+    avs_rc_t  rc;
+
+    rc = avs_json_key(b, key);
+    if (rc != AVS_OK) {
+        return rc;
+    }
+
+    return avs_buf_append(b, v, n);
+}
+
+
 /*
  * Appends the decimal digits of v, with a minus sign when neg: the answer
  * of every upload has several numbers, which vsnprintf made costly.

@@ -26,6 +26,10 @@ avs_rc_t avs_json_field_u64(avs_buf_t *b, const char *key, uint64_t v);
 avs_rc_t avs_json_field_i64(avs_buf_t *b, const char *key, int64_t v);
 avs_rc_t avs_json_field_bool(avs_buf_t *b, const char *key, int v);
 
+/* Appends "key": and v[0..n), JSON text already (not escaped). */
+avs_rc_t avs_json_field_raw(avs_buf_t *b, const char *key, const void *v,
+    size_t n);
+
 /* The error body every 4xx and 5xx answer carries:
  * {"status": 400, "error": "malformed", "message": "..."} */
 avs_rc_t avs_json_error(avs_buf_t *b, const avs_err_t *err);

@@ -72,6 +72,47 @@ is $t->sqlite('SELECT count(*) AS n FROM archived_files')->[0]{n},
     scalar(() = glob $s3->dir . '/bucket/faults/battle/p3/*/*._S3rver_object'),
     'as many objects as archived files: the lost answer made no second object';
 
+# One table whose PUTs keep failing: the other tables are archived, the
+# failing one stays hot, and the answer says what the cycle did.
+sub upload_to {
+    my ($ds, $table) = @_;
+    my $f = $t->avro_gen(table => $table, records => 3, seed => ++$n);
+    return $t->post("/upload?dataset_id=$ds&table=$table&period_tag=p3",
+        'application/avro', slurp($f))->{status};
+}
+is upload_to('g1', 'own_ship'), 201, 'upload g1 own_ship';
+is upload_to('g2', 'own_ship'), 201, 'upload g2 own_ship';
+is upload_to('h1', 'battle'), 201, 'upload h1 battle';
+$s3->fault('put_fail own_ship');
+$r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 503, 'one table\'s PUTs fail: 503';
+like $r->{json}{message}, qr{own_ship/p3/[0-9a-f]{16}/f1-\d+\.avro},
+    'the message names its key';
+like $r->{json}{message}, qr/500/, 'and the store\'s answer';
+is $r->{json}{cycle}{files}, 1, 'the answer says the other table was archived'
+    or diag $r->{content};
+is $r->{json}{cycle}{failed_jobs}, 1, 'and that one job failed';
+my $hot = $t->sqlite('SELECT table_name AS t, count(*) AS n FROM buffer_logs'
+    . ' GROUP BY 1');
+is_deeply { map { $_->{t} => $_->{n} } @$hot }, { own_ship => 2 },
+    'only the failing table is hot';
+is $t->sqlite("SELECT count(*) AS n FROM block_indexes WHERE dataset_id = 'h1'")
+    ->[0]{n}, 1, 'h1 indexed';
+is upload_to('h2', 'battle'), 201, 'upload h2 battle';
+$r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 503, 'still failing: 503';
+is $r->{json}{cycle}{files}, 1, 'the other table\'s new upload archived';
+$s3->fault('pass');
+$r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 200, 'store back: the cycle succeeds' or diag $r->{content};
+is $r->{json}{failed_jobs}, 0, 'no failed job';
+is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'no hot row left';
+$idx = $t->sqlite("SELECT dataset_id AS d, count(*) AS n FROM block_indexes"
+    . " WHERE dataset_id IN ('g1', 'g2', 'h1', 'h2') GROUP BY 1");
+is_deeply { map { $_->{d} => $_->{n} } @$idx }, { g1 => 1, g2 => 1, h1 => 1, h2 => 1 },
+    'each dataset indexed once';
+is_deeply [$s3->bad_objects('bucket/faults')], [], 'every object matches its catalog row';
+
 # A reload while a cycle the timer started waits for a slow store: the old
 # worker finishes the cycle asleep, not spinning in the thread pool's
 # exit, and leaves once it is done.

@@ -11,6 +11,9 @@
 #   drop_after_put  forward a PUT (the object is stored), then close the
 #                   connection without the answer; other methods pass
 #   delay N         wait N milliseconds, then pass
+#   put_fail WORD   answer 500 InternalError, without forwarding, to a PUT
+#                   whose path has the segment WORD (one table's objects,
+#                   say); other requests pass
 #   put_corrupt     forward a PUT with one byte of its body changed (after
 #                   the signature check: an unsigned payload still passes
 #                   it), as a transfer corrupted on the way would be
@@ -22,7 +25,7 @@
 #   get_whole       forward without the Range header: the whole object, 200
 #   get_short       relay the head, then half the body, then close
 #   get_badrange    relay the answer with its Content-Range moved one byte
-# "GET /__fault/<mode>" (or /__fault/delay/<N>) sets the mode over HTTP
+# "GET /__fault/<mode>" (or /__fault/<mode>/<arg>) sets the mode over HTTP
 # (it rewrites MODE_FILE), "GET /__fault" tells the current one.
 #
 # With ACCESS_KEY:SECRET, every other request must carry a valid AWS
@@ -191,7 +194,7 @@ sub serve {
     my %first;
     $first{ lc $_->[0] } //= $_->[1] for @headers;
 
-    if ($target =~ m{^/__fault(?:/([a-z_0-9]+)(?:/(\d+))?)?/?$}) {
+    if ($target =~ m{^/__fault(?:/([a-z_0-9]+)(?:/([a-z_0-9]+))?)?/?$}) {
         set_mode(defined $2 ? "$1 $2" : $1) if defined $1;
         my $b = join(' ', grep { defined } mode()) . "\n";
         print $c "HTTP/1.1 200 OK\r\nContent-Length: " . length($b)
@@ -225,6 +228,13 @@ sub serve {
 
     if ($mode eq '503') {
         answer($c, '503 Service Unavailable', 'SlowDown', $slow);
+        return;
+    }
+    if ($mode eq 'put_fail' && $method eq 'PUT' && defined $arg
+        && $target =~ m{/\Q$arg\E/})
+    {
+        answer($c, '500 Internal Server Error', 'InternalError',
+            'We encountered an internal error. Please try again.');
         return;
     }
     return if $mode eq 'drop';

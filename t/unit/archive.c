@@ -1080,6 +1080,84 @@ test_failures(void)
 }
 
 
+/*
+ * A job that keeps failing (here: a file where its table's directory
+ * should be) leaves its group hot and the other groups are archived; two
+ * failed jobs in a row end the cycle.
+ */
+static void
+test_failed_group(void)
+{
+    avs_archive_summary_t  sum;
+    avs_err_t              err;
+    avs_rc_t               rc;
+    char                   fa[1200], fb[1200];
+
+    /* most rows first: the blocked group's job runs first */
+
+    upload_one("d1", "fa", "p", 3, 40);
+    upload_one("d2", "fa", "p", 3, 40);
+    upload_one("d3", "fa", "p", 3, 40);
+    upload_one("d1", "fok", "p", 3, 40);
+    upload_one("d1", "fok2", "p", 3, 40);
+    snprintf(fa, sizeof(fa), "%s/fa", cold);
+    write_file(fa, "block", 5);
+
+    rc = cycle(&sum, &err);
+    ok(rc != AVS_OK && strstr(err.msg, "fa/p/") != NULL,
+       "one group fails: the cycle fails with its job (%s)", err.msg);
+    is_int((long long) sum.files, 2, "one group fails: the others archived");
+    is_int((long long) sum.failed, 1, "one group fails: one failed job");
+    is_int(query("SELECT count(*) FROM buffer_logs"), 3,
+           "one group fails: its rows stay hot, no other");
+    is_int(query("SELECT count(*) FROM buffer_logs WHERE table_name = 'fa'"),
+           3, "one group fails: the hot rows are its own");
+
+    /* the failed job goes first next time and fails again; the group's
+     * new rows wait behind it, another group's do not */
+
+    upload_one("d4", "fa", "p", 3, 40);
+    upload_one("d2", "fok", "p", 3, 40);
+
+    rc = cycle(&sum, &err);
+    ok(rc != AVS_OK, "still failing: the cycle fails");
+    is_int((long long) sum.files, 1, "still failing: the other group's "
+           "new rows archived");
+    is_int(query("SELECT count(*) FROM archive_jobs WHERE state = 'pending'"
+                 " AND table_name = 'fa' AND attempts = 0"), 1,
+           "still failing: the group's later job waits, not tried");
+    is_int(query("SELECT count(*) FROM buffer_logs WHERE table_name <> 'fa'"),
+           0, "still failing: only the failing group is hot");
+
+    /* two groups failing one after the other: the store, not a job */
+
+    upload_one("d1", "fb", "p", 3, 40);
+    upload_one("d2", "fb", "p", 3, 40);
+    upload_one("d3", "fb", "p", 3, 40);
+    upload_one("d4", "fb", "p", 3, 40);
+    upload_one("d5", "fb", "p", 3, 40);
+    upload_one("d3", "fok", "p", 3, 40);
+    snprintf(fb, sizeof(fb), "%s/fb", cold);
+    write_file(fb, "block", 5);
+
+    rc = cycle(&sum, &err);
+    ok(rc != AVS_OK, "two groups fail: the cycle fails");
+    is_int((long long) sum.files, 0, "two groups fail in a row: the cycle "
+           "stops there");
+    is_int(query("SELECT count(*) FROM buffer_logs WHERE table_name = 'fok'"),
+           1, "two groups fail in a row: the next group stays hot");
+
+    unlink(fa);
+    unlink(fb);
+
+    is_int(cycle(&sum, &err), AVS_OK, "store back: the cycle succeeds");
+    is_int((long long) sum.failed, 0, "store back: no failed job");
+    check_once("failed group");
+    check_catalog("failed group");
+    verify_all("failed group");
+}
+
+
 /* An object under the next key that this store did not write. */
 /*
  * Pages of the file at path in the page cache (mapped, not read), or -1;
@@ -1614,7 +1692,7 @@ test_summary_json(void)
            "{\"started_at\":5,\"duration_ms\":7,\"files\":2,\"datasets\":3,"
            "\"uploads\":4,\"records\":5,\"bytes\":6,\"claimed_jobs\":0,"
            "\"recovered_jobs\":0,\"pending_jobs\":0,\"skipped_groups\":0,"
-           "\"steps_ms\":{\"claim\":1,\"build\":2,\"put\":3,"
+           "\"failed_jobs\":0,\"steps_ms\":{\"claim\":1,\"build\":2,\"put\":3,"
            "\"commit\":4,\"checkpoint\":5},"
            "\"result\":\"ok\"}", "summary JSON text");
     avs_buf_free(&b);
@@ -1668,6 +1746,7 @@ main(void)
     test_basic();
     test_crashes();
     test_failures();
+    test_failed_group();
     test_foreign_object();
     test_direct();
     test_segments();
