@@ -21,7 +21,7 @@
  */
 
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE             /* sync_file_range, pthread_timedjoin_np */
+#define _GNU_SOURCE             /* sync_file_range, pthread_clockjoin_np */
 #endif
 
 #include <aio.h>
@@ -1184,7 +1184,9 @@ avs_archive_wait(avs_cycle_t *cy, avs_flight_t *f)
 
         avs_deadline(&deadline, step);
 
-        if (pthread_timedjoin_np(f->thread, NULL, &deadline) != ETIMEDOUT) {
+        if (pthread_clockjoin_np(f->thread, NULL, CLOCK_MONOTONIC, &deadline)
+            != ETIMEDOUT)
+        {
             return;
         }
     }

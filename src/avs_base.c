@@ -219,7 +219,7 @@ avs_read_long(const uint8_t *p, size_t n, size_t *pos, int64_t *out)
 void
 avs_deadline(struct timespec *ts, uint64_t ms)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
+    clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += (time_t) (ms / 1000);
     ts->tv_nsec += (long) (ms % 1000) * 1000000;
 

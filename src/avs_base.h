@@ -81,8 +81,9 @@ typedef struct {
 void avs_limits_default(avs_limits_t *lim);
 
 /*
- * The wall-clock time ms milliseconds from now, as the timed waits of
- * pthreads want it.
+ * The time ms milliseconds from now on CLOCK_MONOTONIC, for the timed
+ * waits (pthread_*_clock*): a wall clock set back while a thread waits
+ * (NTP, an operator) would stretch its wait, one set forward cut it.
  */
 void avs_deadline(struct timespec *ts, uint64_t ms);
 

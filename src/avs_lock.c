@@ -2,6 +2,10 @@
  * Robust process-shared mutex used as the store's write lock.
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* pthread_mutex_clocklock */
+#endif
+
 #include <errno.h>
 #include <string.h>
 #include <time.h>
@@ -59,7 +63,7 @@ avs_lock_acquire(avs_lock_t *lock, unsigned timeout_ms, avs_err_t *err)
 
     avs_deadline(&deadline, timeout_ms);
 
-    rc = pthread_mutex_timedlock(&lock->mutex, &deadline);
+    rc = pthread_mutex_clocklock(&lock->mutex, CLOCK_MONOTONIC, &deadline);
 
     if (rc == EOWNERDEAD) {
         pthread_mutex_consistent(&lock->mutex);

@@ -28,6 +28,10 @@
  * and not the status.
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* pthread_cond_clockwait */
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -2200,8 +2204,8 @@ avs_store_reader_get(avs_store_t *st, unsigned *slot, avs_err_t *err)
             break;
         }
 
-        e = pthread_cond_timedwait(&st->pool_cond, &st->pool_mutex,
-                                   &deadline);
+        e = pthread_cond_clockwait(&st->pool_cond, &st->pool_mutex,
+                                   CLOCK_MONOTONIC, &deadline);
         if (e == ETIMEDOUT) {
             pthread_mutex_unlock(&st->pool_mutex);
             return avs_err_set(err, AVS_EBUSY,

@@ -134,6 +134,28 @@ fdatasync(int fd)
 }
 
 
+/*
+ * The same for clock_gettime: the wall clock, when clock_skew_s is set,
+ * reads that many seconds off, as after NTP or an operator set it while
+ * the store waits.
+ */
+static time_t  clock_skew_s;
+
+int
+clock_gettime(clockid_t id, struct timespec *ts)
+{
+    int  rc;
+
+    rc = (int) syscall(SYS_clock_gettime, id, ts);
+
+    if (rc == 0 && id == CLOCK_REALTIME) {
+        ts->tv_sec += clock_skew_s;
+    }
+
+    return rc;
+}
+
+
 /* Runs a query on a connection of the test's own; -1 on any failure. */
 static long long
 query_int(const char *sql)
@@ -726,6 +748,126 @@ test_busy_lock(avs_store_t *st)
 }
 
 
+/* The lock test again with the wall clock set back, then forward. */
+static void
+test_busy_lock_clock(avs_store_t *st)
+{
+    clock_skew_s = -3600;
+    test_busy_lock(st);
+    clock_skew_s = 3600;
+    test_busy_lock(st);
+    clock_skew_s = 0;
+}
+
+
+static pthread_mutex_t  read_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t   read_cond = PTHREAD_COND_INITIALIZER;
+static int              readers_in, readers_go;
+
+
+/* A read transaction that lasts until the test lets it go. */
+static avs_rc_t
+slow_read(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    (void) db;
+    (void) arg;
+    (void) err;
+
+    pthread_mutex_lock(&read_mutex);
+    readers_in++;
+    pthread_cond_broadcast(&read_cond);
+
+    while (!readers_go) {
+        pthread_cond_wait(&read_cond, &read_mutex);
+    }
+
+    pthread_mutex_unlock(&read_mutex);
+
+    return AVS_OK;
+}
+
+
+static avs_rc_t
+quick_read(sqlite3 *db, void *arg, avs_err_t *err)
+{
+    (void) db;
+    (void) arg;
+    (void) err;
+
+    return AVS_OK;
+}
+
+
+static void *
+slow_reader(void *arg)
+{
+    avs_err_t  err;
+
+    if (avs_store_read(arg, slow_read, NULL, &err) != AVS_OK) {
+        printf("# slow reader: %s\n", err.msg);
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Every read connection taken: a read waits for one up to the busy
+ * timeout, then is busy (a 503), also with the wall clock set back.
+ */
+static void
+test_busy_readers(avs_store_t *st)
+{
+    pthread_t  tid[4];
+    avs_err_t  err;
+    avs_rc_t   rc;
+    int64_t    t0, spent;
+    int        i, started;
+
+    readers_in = 0;
+    readers_go = 0;
+    started = 0;
+
+    for (i = 0; i < 4; i++) {
+        started += pthread_create(&tid[i], NULL, slow_reader, st) == 0;
+    }
+
+    is_int(started, 4, "four slow readers started");
+
+    pthread_mutex_lock(&read_mutex);
+    while (readers_in < started) {
+        pthread_cond_wait(&read_cond, &read_mutex);
+    }
+    pthread_mutex_unlock(&read_mutex);
+
+    clock_skew_s = -3600;
+
+    t0 = now_ms();
+    rc = avs_store_read(st, quick_read, NULL, &err);
+    spent = now_ms() - t0;
+
+    clock_skew_s = 0;
+
+    is_int(rc, AVS_EBUSY, "every read connection busy: the read is busy");
+    ok(strstr(err.msg, "every read connection is busy") != NULL,
+       "message: %s", err.msg);
+    ok(spent >= 150 && spent < 2000, "after about 200 ms, the wall clock "
+       "set back an hour (%lld ms)", (long long) spent);
+
+    pthread_mutex_lock(&read_mutex);
+    readers_go = 1;
+    pthread_cond_broadcast(&read_cond);
+    pthread_mutex_unlock(&read_mutex);
+
+    for (i = 0; i < started; i++) {
+        pthread_join(tid[i], NULL);
+    }
+
+    is_int(avs_store_read(st, quick_read, NULL, &err), AVS_OK,
+           "reads again once they are done");
+}
+
+
 /*
  * A child takes the shared lock and dies holding it: it _exit()s, or the
  * parent kills it with SIGKILL as an operator kills a wedged worker.  It
@@ -1256,6 +1398,8 @@ main(void)
         test_full(st);
         test_busy_file(st);
         test_busy_lock(st);
+        test_busy_lock_clock(st);
+        test_busy_readers(st);
         avs_store_close(st);
     }
 
