@@ -61,6 +61,9 @@
  * is failing, and trying every group against it would only wait longer.
  */
 #define AVS_ARCHIVE_FAIL_STREAK 2
+
+/* Failing jobs the status lists. */
+#define AVS_ARCHIVE_STATUS_FAILING  10
 #define AVS_ARCHIVE_COMMIT_CACHE_KIB  16384
 
 /* A job's hot rows, bound as (table, period, fingerprint, first, last):
@@ -255,6 +258,8 @@ static int64_t avs_archive_mono_ms(void);
 static avs_rc_t avs_archive_lease_locked(sqlite3 *db, void *arg,
     avs_err_t *err);
 static int avs_archive_group_failed(avs_cycle_t *cy, const avs_job_t *job);
+static avs_rc_t avs_archive_status_failing(sqlite3 *db, avs_buf_t *out,
+    avs_rc_t *wrc, avs_err_t *err);
 static int avs_archive_step_over(avs_cycle_t *cy, avs_flight_t *f,
     avs_rc_t rc);
 static avs_rc_t avs_archive_run_pending(avs_cycle_t *cy, int recovered,
@@ -2983,14 +2988,98 @@ avs_archive_status_read(sqlite3 *db, void *arg, avs_err_t *err)
                                  sqlite3_column_int64(stmt, 13));
     }
     if (wrc == AVS_OK) {
-        wrc = avs_json_raw(out, "}}");
+        wrc = avs_json_raw(out, "}");
     }
 
     sqlite3_finalize(stmt);
 
+    if (wrc == AVS_OK) {
+        rc = avs_archive_status_failing(db, out, &wrc, err);
+        if (rc != AVS_OK) {
+            return rc;
+        }
+    }
+
+    if (wrc == AVS_OK) {
+        wrc = avs_json_raw(out, "}");
+    }
+
     if (wrc != AVS_OK) {
         return avs_err_set(err, wrc, "archive: cannot write the status");
     }
+
+    return AVS_OK;
+}
+
+
+/*
+ * "failing_jobs": the first AVS_ARCHIVE_STATUS_FAILING pending jobs that
+ * failed at least once, oldest first, with their last error: which group
+ * a store keeps refusing while the others are archived.  A failure to
+ * write the JSON goes to *wrc, one of SQLite is returned.
+ */
+static avs_rc_t
+avs_archive_status_failing(sqlite3 *db, avs_buf_t *out, avs_rc_t *wrc,
+    avs_err_t *err)
+{
+    sqlite3_stmt  *stmt;
+    avs_rc_t       rc, w;
+
+    stmt = NULL;
+
+    rc = avs_sql_query(db, &stmt, "failing jobs", err,
+                       "SELECT key, table_name, period_tag, attempts,"
+                       " last_error FROM archive_jobs"
+                       " WHERE state = 'pending' AND attempts > 0"
+                       " ORDER BY id LIMIT ?1", "i",
+                       (int64_t) AVS_ARCHIVE_STATUS_FAILING);
+
+    w = avs_json_raw(out, ",\"failing_jobs\":[");
+
+    while (rc == AVS_OK && w == AVS_OK) {
+        w = avs_json_raw(out, "{");
+        if (w == AVS_OK) {
+            w = avs_json_field_str(out, "key",
+                                   (const char *) sqlite3_column_text(stmt,
+                                                                      0));
+        }
+        if (w == AVS_OK) {
+            w = avs_json_field_str(out, "table",
+                                   (const char *) sqlite3_column_text(stmt,
+                                                                      1));
+        }
+        if (w == AVS_OK) {
+            w = avs_json_field_str(out, "period",
+                                   (const char *) sqlite3_column_text(stmt,
+                                                                      2));
+        }
+        if (w == AVS_OK) {
+            w = avs_json_field_i64(out, "attempts",
+                                   sqlite3_column_int64(stmt, 3));
+        }
+        if (w == AVS_OK) {
+            w = avs_json_field_str(out, "last_error",
+                                   (const char *) sqlite3_column_text(stmt,
+                                                                      4));
+        }
+        if (w == AVS_OK) {
+            w = avs_json_raw(out, "}");
+        }
+
+        rc = avs_sql_step(db, stmt, "failing jobs", err);
+    }
+
+    sqlite3_finalize(stmt);
+
+    if (rc != AVS_OK && rc != AVS_DONE) {
+        return rc;
+    }
+
+    if (w == AVS_OK) {
+        w = avs_json_raw(out, "]");
+    }
+
+    *wrc = w;
 
     return AVS_OK;
 }

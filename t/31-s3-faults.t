@@ -102,10 +102,18 @@ is upload_to('h2', 'battle'), 201, 'upload h2 battle';
 $r = $t->post('/archive', 'application/json', '');
 is $r->{status}, 503, 'still failing: 503';
 is $r->{json}{cycle}{files}, 1, 'the other table\'s new upload archived';
+my $failing = $t->get('/status')->{json}{archive}{failing_jobs};
+is scalar @$failing, 1, 'status lists one failing job' or diag explain $failing;
+is $failing->[0]{table}, 'own_ship', 'its table';
+like $failing->[0]{key}, qr{^own_ship/p3/}, 'its key';
+cmp_ok $failing->[0]{attempts}, '>=', 2, 'its attempts';
+like $failing->[0]{last_error}, qr/500/, 'and the store\'s answer';
 $s3->fault('pass');
 $r = $t->post('/archive', 'application/json', '');
 is $r->{status}, 200, 'store back: the cycle succeeds' or diag $r->{content};
 is $r->{json}{failed_jobs}, 0, 'no failed job';
+is_deeply $t->get('/status')->{json}{archive}{failing_jobs}, [],
+    'status lists no failing job';
 is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'no hot row left';
 $idx = $t->sqlite("SELECT dataset_id AS d, count(*) AS n FROM block_indexes"
     . " WHERE dataset_id IN ('g1', 'g2', 'h1', 'h2') GROUP BY 1");
