@@ -378,7 +378,7 @@ ngx_http_avro_archive_now_handler(ngx_http_request_t *r)
     }
 
     if (ngx_http_avro_archive_start(ar) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_avro_send_pool_full(r);
     }
 
     ar->request = r;

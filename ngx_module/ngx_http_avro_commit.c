@@ -178,8 +178,9 @@ ngx_http_avro_commit_next(ngx_http_avro_committer_t *cm)
         return;
     }
 
-    ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                  "avro: cannot post a commit");
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "avro: cannot post a commit: the thread pool's queue is "
+                  "full");
 
     cm->idle[cm->nidle++] = task;
 
@@ -214,8 +215,9 @@ ngx_http_avro_commit_refuse(ngx_http_avro_committer_t *cm)
         ngx_queue_remove(q);
         ctx = ngx_queue_data(q, ngx_http_avro_upload_ctx_t, queue);
 
-        avs_err_set(&ctx->ingest.batch.err, AVS_EINTERNAL,
-                    "cannot post the commit");
+        avs_err_set(&ctx->ingest.batch.err, AVS_EBUSY,
+                    "the thread pool's queue is full: the commit could not "
+                    "be posted");
         ngx_http_avro_commit_answer(ctx);
     }
 }

@@ -165,7 +165,7 @@ ngx_http_avro_read_handler(ngx_http_request_t *r)
     if (ngx_http_avro_post_task(r, task, ngx_http_avro_read_planned)
         != NGX_OK)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_avro_send_pool_full(r);
     }
 
     r->main->count++;

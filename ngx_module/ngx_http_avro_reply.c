@@ -183,6 +183,18 @@ ngx_http_avro_send_error_with(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/*
+ * The answer when the thread pool's queue is full (thread_pool max_queue,
+ * nginx logs the overflow): the work is not done, the client may retry.
+ */
+ngx_int_t
+ngx_http_avro_send_pool_full(ngx_http_request_t *r)
+{
+    return ngx_http_avro_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, "busy",
+                                    "the thread pool's queue is full");
+}
+
+
 ngx_int_t
 ngx_http_avro_send_avs_error(ngx_http_request_t *r, avs_rc_t rc,
     const char *message)

@@ -213,7 +213,7 @@ ngx_http_avro_upload_body(ngx_http_request_t *r)
     if (ngx_http_avro_post_task(r, task, ngx_http_avro_upload_validated)
         != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_finalize_request(r, ngx_http_avro_send_pool_full(r));
         return;
     }
 }
