@@ -561,7 +561,6 @@ avs_archive_cycle(avs_store_t *st, avs_objstore_t *os,
 
     free(cy.failed);
 
-    out->failed = cy.nfailed;
     out->rc = rc;
 
     if (cy.crashed) {
@@ -734,9 +733,14 @@ avs_archive_step_over(avs_cycle_t *cy, avs_flight_t *f, avs_rc_t rc)
     avs_group_t  *g;
 
     if (rc == AVS_OK || rc == AVS_DONE || rc == AVS_EBUSY
-        || rc == AVS_ENOMEM || f->rc != rc || cy->crashed
-        || ++cy->fail_streak >= AVS_ARCHIVE_FAIL_STREAK)
+        || rc == AVS_ENOMEM || f->rc != rc || cy->crashed)
     {
+        return 0;
+    }
+
+    cy->out->failed++;
+
+    if (++cy->fail_streak >= AVS_ARCHIVE_FAIL_STREAK) {
         return 0;
     }
 

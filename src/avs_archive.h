@@ -80,8 +80,7 @@ typedef struct {
     uint64_t     recovered;     /* pending jobs of earlier cycles done */
     uint64_t     pending;       /* jobs left pending at the end */
     uint64_t     skipped;       /* groups whose names cannot make a key */
-    uint64_t     failed;        /* jobs that failed, their groups left to
-                                   the next cycle */
+    uint64_t     failed;        /* jobs whose build or put failed */
 
     /* where the time went, in ms: the claim, then summed over the jobs
      * the build (read rows, write, fsync), the put and the commit, and

@@ -1144,6 +1144,8 @@ test_failed_group(void)
     ok(rc != AVS_OK, "two groups fail: the cycle fails");
     is_int((long long) sum.files, 0, "two groups fail in a row: the cycle "
            "stops there");
+    is_int((long long) sum.failed, 2, "two groups fail in a row: two "
+           "failed jobs");
     is_int(query("SELECT count(*) FROM buffer_logs WHERE table_name = 'fok'"),
            1, "two groups fail in a row: the next group stays hot");
 
