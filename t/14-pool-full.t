@@ -6,7 +6,9 @@
 #
 # One pool thread and a queue of one: the test holds <hot store>.lock, so
 # the first upload's commit waits in the thread for it; a status request
-# then fills the queue.
+# then fills the queue.  Then a queue of none, the thread held by an
+# archive cycle: uploads validated on the event loop cannot post their
+# commit.
 
 use strict;
 use warnings;
@@ -109,5 +111,70 @@ is $t->post('/archive', 'application/json', '')->{status}, 200,
 is $t->get('/read?dataset_id=a&table=own_ship')->{status}, 200, 'a read too';
 ok scalar $t->error_log_matches(qr/queue overflow/),
     'the error log has nginx\'s overflow messages';
+is_deeply [$t->check_log_clean], [], 'no alert';
+
+# A pool whose queue holds nothing (max_queue=0: a task is taken only by
+# an idle thread), its one thread busy with an archive cycle that waits
+# for the file lock: an upload small enough to be validated on the event
+# loop gets as far as posting its commit, which is refused; it is
+# answered 503 and not stored.
+$t->stop;
+$t->write_conf(<<'CONF');
+worker_processes 1;
+thread_pool avro threads=1 max_queue=0;
+events {}
+http {
+    avro_hot_store   %%PREFIX%%/var/hot/hot.db busy_timeout=5s;
+    avro_thread_pool avro;
+    avro_cold_store  file:%%PREFIX%%/var/cold;
+    avro_archive     interval=1h;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /upload  { avro_upload; }
+        location = /archive { avro_archive_now; }
+        location = /bare    { return 204; }
+    }
+}
+CONF
+$t->run;
+# The first upload of a schema looks its stream up in the store, in the
+# pool; the ones after it are validated on the event loop.  (The first
+# one's commit may be refused: it is posted as its thread returns, before
+# the thread counts itself idle again.)
+my $warm;
+for my $try (1 .. 10) {
+    $warm = $t->post('/upload?dataset_id=warm&table=own_ship',
+                     'application/avro', $small)->{status};
+    last if $warm == 201;
+    sleep 0.1;
+}
+is $warm, 201, 'an upload while the pool is idle';
+ok flock($lock, LOCK_EX | LOCK_NB), 'the test holds the file lock again';
+my $cycle = later('c', 'POST', '/archive', '');
+sleep 0.5;     # the cycle waits for the file lock in the pool's thread
+my @workers = $t->worker_pids;
+my $before = $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n};
+
+for my $i (1 .. 3) {
+    my $r = $t->post("/upload?dataset_id=posted$i&table=own_ship",
+                     'application/avro', $small);
+    is $r->{status}, 503, "no commit can be posted: upload $i is 503"
+        or diag $r->{content};
+    is $r->{json}{error}, 'busy', "upload $i: JSON, busy";
+    like $r->{json}{message}, qr/commit could not be posted/,
+        "upload $i: says why";
+    ok $r->{headers}{'retry-after'}, "upload $i: with Retry-After";
+}
+is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, $before,
+    'nothing of the refused uploads is stored';
+flock($lock, LOCK_UN);
+waitpid $cycle, 0;
+is outcome('c'), 200, 'the cycle that held the thread ends'
+    or diag slurp($t->path('c.out'));
+is $t->get('/bare')->{status}, 204, 'the worker serves on';
+is_deeply [$t->worker_pids], \@workers, 'the same worker';
+ok scalar $t->error_log_matches(qr/cannot post a commit/),
+    'the error log says the commit could not be posted';
 is_deeply [$t->check_log_clean], [], 'no alert';
 done_testing;
