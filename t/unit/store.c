@@ -1241,10 +1241,14 @@ test_sync(void)
 done:
 
     unlink(link_path);
+    snprintf(name, sizeof(name), "%s.lock", link_path);
+    unlink(name);
     unlink(real);
     snprintf(name, sizeof(name), "%s-wal", real);
     unlink(name);
     snprintf(name, sizeof(name), "%s-shm", real);
+    unlink(name);
+    snprintf(name, sizeof(name), "%s.lock", real);
     unlink(name);
 }
 
