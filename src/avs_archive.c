@@ -117,6 +117,8 @@ typedef struct {
     int           fd;
     int           in_store;         /* built where the store renames it */
     int           moved;            /* the store took it */
+    int           create_only;      /* the job's first put: no replacing */
+    int           key_taken;        /* so it stored nothing */
     int           owned;            /* its lock held: ours to remove */
     int           direct;           /* written past the page cache */
     uint8_t      *io_mem;           /* both buffers */
@@ -229,6 +231,7 @@ typedef struct {
     avs_job_t    *job;
     const char   *node;
     const char   *error;
+    int           key_taken;        /* its first put stored nothing */
 } avs_job_arg_t;
 
 
@@ -305,6 +308,8 @@ static avs_rc_t avs_archive_stream(avs_cycle_t *cy, avs_build_t *b,
 static avs_rc_t avs_archive_stream_read(sqlite3 *db, void *arg,
     avs_err_t *err);
 static ssize_t avs_archive_stream_cb(void *data, uint8_t *buf, size_t len);
+static avs_rc_t avs_archive_put_error(avs_build_t *b, avs_rc_t rc,
+    const avs_err_t *e, avs_err_t *err);
 static avs_rc_t avs_archive_own_key(avs_cycle_t *cy, avs_build_t *b,
     avs_err_t *err);
 static avs_rc_t avs_archive_range(avs_build_t *b, const char *name,
@@ -1120,6 +1125,7 @@ avs_archive_start(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
     }
 
     if (avs_objstore_streams(cy->os)) {
+        f->b.create_only = (f->job.put_attempts == 0);
         f->rc = avs_archive_own_key(cy, &f->b, &f->err);
 
         if (f->rc != AVS_OK) {
@@ -1347,6 +1353,7 @@ avs_archive_failed(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
     fa.job = &f->job;
     fa.node = cy->conf->node;
     fa.error = err->msg;
+    fa.key_taken = f->b.key_taken;
 
     (void) avs_store_write(cy->st, avs_archive_fail_job, &fa, &e);
 }
@@ -1911,16 +1918,15 @@ avs_archive_stream_read(sqlite3 *db, void *arg, avs_err_t *err)
         rc = avs_objstore_put_stream(b->os, job->key,
                                      (uint64_t) (job->header_bytes
                                                  + job->data_bytes),
-                                     avs_archive_stream_cb, b, b->etag,
-                                     b->sha256, &e);
+                                     b->create_only, avs_archive_stream_cb,
+                                     b, b->etag, b->sha256, &e);
 
         if (rc != AVS_OK && b->serr.rc != AVS_OK) {
             *err = b->serr;
             rc = b->serr.rc;
 
         } else if (rc != AVS_OK) {
-            rc = avs_err_set(err, rc, "archive: put %s: %s", job->key,
-                             e.msg);
+            rc = avs_archive_put_error(b, rc, &e, err);
         }
     }
 
@@ -2278,6 +2284,7 @@ avs_archive_own_key(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
     a.job = job;
     a.node = cy->conf->node;
     a.error = NULL;
+    a.key_taken = 0;
 
     for (rekeys = 0; job->put_attempts == 0; rekeys++) {
 
@@ -2322,6 +2329,7 @@ avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
     avs_rc_t    rc;
 
     job = b->job;
+    b->create_only = (job->put_attempts == 0);
 
     rc = avs_archive_own_key(cy, b, err);
     if (rc != AVS_OK) {
@@ -2331,16 +2339,34 @@ avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
     job->put_attempts++;
     etag[0] = '\0';
 
-    rc = avs_objstore_put_temp(cy->os, job->key, b->path, b->sha256, etag,
-                               &e);
+    rc = avs_objstore_put_temp(cy->os, job->key, b->path, b->sha256,
+                               b->create_only, etag, &e);
     if (rc != AVS_OK) {
-        return avs_err_set(err, rc, "archive: put %s: %s", job->key, e.msg);
+        return avs_archive_put_error(b, rc, &e, err);
     }
 
     b->moved = b->in_store;
     memcpy(sha256, b->sha256, AVS_SHA256_HEX_SIZE);
 
     return AVS_OK;
+}
+
+
+/*
+ * The error of a failed put.  A key found taken by the first put is the
+ * store's failure for this run (AVS_ESTORE, not the 409 of a busy
+ * archiver); the job is told to look at its key again.
+ */
+static avs_rc_t
+avs_archive_put_error(avs_build_t *b, avs_rc_t rc, const avs_err_t *e,
+    avs_err_t *err)
+{
+    if (rc == AVS_ECONFLICT) {
+        b->key_taken = 1;
+        rc = AVS_ESTORE;
+    }
+
+    return avs_err_set(err, rc, "archive: put %s: %s", b->job->key, e->msg);
 }
 
 
@@ -2427,7 +2453,12 @@ avs_archive_mark_put(sqlite3 *db, void *arg, avs_err_t *err)
 }
 
 
-/* Records a failed run on the job, which stays pending. */
+/*
+ * Records a failed run on the job, which stays pending.  A first put that
+ * found its key taken stored nothing: the job counts no put, so that the
+ * next run looks at the key again and takes the next one, instead of
+ * replacing the object as the repeat of a put whose answer was lost would.
+ */
 static avs_rc_t
 avs_archive_fail_job(sqlite3 *db, void *arg, avs_err_t *err)
 {
@@ -2435,9 +2466,12 @@ avs_archive_fail_job(sqlite3 *db, void *arg, avs_err_t *err)
 
     return avs_sql_exec(db, NULL, "job failure", err,
                         "UPDATE archive_jobs SET attempts = attempts + 1,"
-                        " last_error = ?1"
+                        " last_error = ?1,"
+                        " put_attempts = CASE WHEN ?3 THEN 0"
+                        " ELSE put_attempts END"
                         " WHERE id = ?2 AND state = 'pending'",
-                        "ti", a->error, a->job->id);
+                        "tii", a->error, a->job->id,
+                        (int64_t) a->key_taken);
 }
 
 

@@ -13,6 +13,10 @@
  * and the <Code> of its error body, nothing else of it).
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* renameat2 */
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -70,6 +74,7 @@ typedef struct {
     const char  *payload_sha256;
     FILE        *upload;
     uint64_t     upload_size;
+    int          create_only;      /* If-None-Match: * */
     avs_objstore_read_pt  read;    /* or the body comes from here */
     void        *read_data;
     avs_digest_t  *digest;         /* of the bytes read sent */
@@ -1058,6 +1063,8 @@ avs_s3_request(avs_objstore_t *os, avs_s3_call_t *call, avs_err_t *err)
         || (os->session_token != NULL
             && !avs_s3_header(&list, "x-amz-security-token",
                               os->session_token))
+        || (call->create_only
+            && !avs_s3_header(&list, "If-None-Match", "*"))
         || !avs_s3_header(&list, "Expect", ""))
     {
         rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
@@ -1142,6 +1149,13 @@ avs_s3_failed(const avs_s3_call_t *call, avs_err_t *err)
         code[end != NULL ? i : 0] = '\0';
     }
 
+    if (call->create_only && (call->status == 412 || call->status == 409)) {
+        return avs_err_set(err, AVS_ECONFLICT, "%s %s: the key is taken, "
+                           "nothing was stored: the store answered %ld%s%s",
+                           call->method, call->key, call->status,
+                           code[0] ? " " : "", code);
+    }
+
     return avs_err_set(err, AVS_ESTORE, "%s %s: the store answered %ld%s%s",
                        call->method, call->key, call->status,
                        code[0] ? " " : "", code);
@@ -1154,8 +1168,8 @@ avs_s3_failed(const avs_s3_call_t *call, avs_err_t *err)
  */
 static avs_rc_t
 avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
-    const char *known, char etag[AVS_ETAG_SIZE], char sha256[65],
-    avs_err_t *err)
+    const char *known, int create_only, char etag[AVS_ETAG_SIZE],
+    char sha256[65], avs_err_t *err)
 {
     int            fd;
     FILE          *f;
@@ -1201,6 +1215,7 @@ avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
     call.payload_sha256 = sha256;
     call.upload = f;
     call.upload_size = size;
+    call.create_only = create_only;
 
     rc = avs_s3_request(os, &call, err);
     fclose(f);
@@ -1261,8 +1276,9 @@ avs_s3_check_etag(avs_s3_call_t *call, const char *md5, avs_err_t *err)
  */
 static avs_rc_t
 avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
-    avs_objstore_read_pt read, void *data, char etag[AVS_ETAG_SIZE],
-    char sha256[AVS_SHA256_HEX_SIZE], avs_err_t *err)
+    int create_only, avs_objstore_read_pt read, void *data,
+    char etag[AVS_ETAG_SIZE], char sha256[AVS_SHA256_HEX_SIZE],
+    avs_err_t *err)
 {
     avs_rc_t       rc;
     avs_s3_call_t  call;
@@ -1275,6 +1291,7 @@ avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
     call.read = read;
     call.read_data = data;
     call.upload_size = size;
+    call.create_only = create_only;
     call.digest = avs_digest_new(os->tls ? 0 : AVS_DIGEST_MD5);
 
     if (call.digest == NULL) {
@@ -1615,6 +1632,58 @@ avs_file_copy(int in, int out, const char *key, char sha256[65],
 
 
 /*
+ * Gives a file its final name.  With create_only an object already under
+ * that name stays and the call fails with EEXIST: renameat2's
+ * RENAME_NOREPLACE, or where the filesystem lacks it, a hard link then the
+ * unlink of the old name, both of which refuse to replace (a filesystem
+ * with neither gets a plain rename).
+ */
+static int
+avs_file_rename(const char *from, const char *to, int create_only)
+{
+    if (!create_only) {
+        return rename(from, to);
+    }
+
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) {
+        return 0;
+    }
+
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) {
+        return -1;
+    }
+
+    if (link(from, to) == 0) {
+        (void) unlink(from);
+        return 0;
+    }
+
+    if (errno == EEXIST) {
+        return -1;
+    }
+
+    /* no way to refuse: the HEAD before a job's first put must do */
+
+    return rename(from, to);
+}
+
+
+/* The error of a failed avs_file_rename: a name taken is AVS_ECONFLICT. */
+static avs_rc_t
+avs_file_rename_error(const char *key, avs_err_t *err)
+{
+    if (errno == EEXIST) {
+        return avs_err_set(err, AVS_ECONFLICT, "put %s: the key is taken, "
+                           "nothing was stored: an object is there already",
+                           key);
+    }
+
+    return avs_err_set(err, AVS_ESTORE, "put %s: rename: %s", key,
+                       strerror(errno));
+}
+
+
+/*
  * Copies the file into a hidden temporary file (".<name>.XXXXXX", unique
  * per call, so that threads and processes never share one) in the
  * object's directory, flushes it, renames it into place and flushes the
@@ -1622,7 +1691,8 @@ avs_file_copy(int in, int out, const char *key, char sha256[65],
  */
 static avs_rc_t
 avs_file_put(avs_objstore_t *os, const char *key, const char *path,
-    char etag[AVS_ETAG_SIZE], char sha256[65], avs_err_t *err)
+    int create_only, char etag[AVS_ETAG_SIZE], char sha256[65],
+    avs_err_t *err)
 {
     int        in, out;
     char      *final, *tmp, *slash;
@@ -1693,9 +1763,8 @@ avs_file_put(avs_objstore_t *os, const char *key, const char *path,
 
     out = -1;
 
-    if (rename(tmp, final) == -1) {
-        rc = avs_err_set(err, AVS_ESTORE, "put %s: rename: %s", key,
-                         strerror(errno));
+    if (avs_file_rename(tmp, final, create_only) == -1) {
+        rc = avs_file_rename_error(key, err);
         goto done;
     }
 
@@ -1738,7 +1807,8 @@ done:
  */
 static avs_rc_t
 avs_file_put_temp(avs_objstore_t *os, const char *key, const char *path,
-    const char *sha256, char etag[AVS_ETAG_SIZE], avs_err_t *err)
+    const char *sha256, int create_only, char etag[AVS_ETAG_SIZE],
+    avs_err_t *err)
 {
     char      *final, *slash, copied[AVS_SHA256_HEX_SIZE];
     avs_rc_t   rc;
@@ -1758,14 +1828,14 @@ avs_file_put_temp(avs_objstore_t *os, const char *key, const char *path,
                          strerror(errno));
     }
 
-    if (rc == AVS_OK && rename(path, final) == -1) {
+    if (rc == AVS_OK && avs_file_rename(path, final, create_only) == -1) {
         if (errno == EXDEV) {
             free(final);
-            return avs_file_put(os, key, path, etag, copied, err);
+            return avs_file_put(os, key, path, create_only, etag, copied,
+                                err);
         }
 
-        rc = avs_err_set(err, AVS_ESTORE, "put %s: rename: %s", key,
-                         strerror(errno));
+        rc = avs_file_rename_error(key, err);
     }
 
     if (rc == AVS_OK) {
@@ -1916,10 +1986,10 @@ avs_objstore_put_file(avs_objstore_t *os, const char *key, const char *path,
     }
 
     if (os->s3) {
-        return avs_s3_put(os, key, path, NULL, etag, sha256, err);
+        return avs_s3_put(os, key, path, NULL, 0, etag, sha256, err);
     }
 
-    return avs_file_put(os, key, path, etag, sha256, err);
+    return avs_file_put(os, key, path, 0, etag, sha256, err);
 }
 
 
@@ -1961,7 +2031,8 @@ avs_objstore_temp_dir(avs_objstore_t *os, const char *key, char *dir,
 
 avs_rc_t
 avs_objstore_put_temp(avs_objstore_t *os, const char *key, const char *path,
-    const char *sha256, char etag[AVS_ETAG_SIZE], avs_err_t *err)
+    const char *sha256, int create_only, char etag[AVS_ETAG_SIZE],
+    avs_err_t *err)
 {
     avs_rc_t  rc;
     char      got[AVS_SHA256_HEX_SIZE];
@@ -1978,17 +2049,19 @@ avs_objstore_put_temp(avs_objstore_t *os, const char *key, const char *path,
     }
 
     if (os->s3) {
-        return avs_s3_put(os, key, path, sha256, etag, got, err);
+        return avs_s3_put(os, key, path, sha256, create_only, etag, got,
+                          err);
     }
 
-    return avs_file_put_temp(os, key, path, sha256, etag, err);
+    return avs_file_put_temp(os, key, path, sha256, create_only, etag, err);
 }
 
 
 avs_rc_t
 avs_objstore_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
-    avs_objstore_read_pt read, void *data, char etag[AVS_ETAG_SIZE],
-    char sha256[AVS_SHA256_HEX_SIZE], avs_err_t *err)
+    int create_only, avs_objstore_read_pt read, void *data,
+    char etag[AVS_ETAG_SIZE], char sha256[AVS_SHA256_HEX_SIZE],
+    avs_err_t *err)
 {
     avs_rc_t  rc;
 
@@ -2005,7 +2078,8 @@ avs_objstore_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
                            "put %s: a file: store takes no stream", key);
     }
 
-    return avs_s3_put_stream(os, key, size, read, data, etag, sha256, err);
+    return avs_s3_put_stream(os, key, size, create_only, read, data, etag,
+                             sha256, err);
 }
 
 

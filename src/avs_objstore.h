@@ -115,10 +115,16 @@ avs_rc_t avs_objstore_temp_dir(avs_objstore_t *os, const char *key,
  * flushes the directory: the file is gone from path afterwards; one on
  * another filesystem is copied instead, and stays.  s3:// PUTs it signed
  * with sha256, and leaves it.
+ *
+ * create_only: an object already under key is left as it is, and the put
+ * fails with AVS_ECONFLICT having stored nothing (file: a rename that
+ * does not replace; s3://: "If-None-Match: *", which S3, R2 and MinIO
+ * answer 412, or 409 to a conditional PUT racing another; a store that
+ * ignores the header replaces the object).
  */
 avs_rc_t avs_objstore_put_temp(avs_objstore_t *os, const char *key,
-    const char *path, const char *sha256, char etag[AVS_ETAG_SIZE],
-    avs_err_t *err);
+    const char *path, const char *sha256, int create_only,
+    char etag[AVS_ETAG_SIZE], avs_err_t *err);
 
 /*
  * Produces the next bytes of a streamed object into buf (at most len):
@@ -135,10 +141,11 @@ typedef ssize_t (*avs_objstore_read_pt)(void *data, uint8_t *buf,
  * ETag of a single-part PUT must be the MD5 of the bytes sent, or the PUT
  * fails (AVS_ESTORE) as a corrupted transfer.  A read that fails or ends
  * early aborts the request before its body is whole (a store keeps no
- * object of a PUT shorter than its Content-Length).
+ * object of a PUT shorter than its Content-Length).  create_only as for
+ * put_temp.
  */
 avs_rc_t avs_objstore_put_stream(avs_objstore_t *os, const char *key,
-    uint64_t size, avs_objstore_read_pt read, void *data,
+    uint64_t size, int create_only, avs_objstore_read_pt read, void *data,
     char etag[AVS_ETAG_SIZE], char sha256[AVS_SHA256_HEX_SIZE],
     avs_err_t *err);
 

@@ -75,9 +75,10 @@ is $t->sqlite('SELECT count(*) AS n FROM archived_files')->[0]{n},
 # One table whose PUTs keep failing: the other tables are archived, the
 # failing one stays hot, and the answer says what the cycle did.
 sub upload_to {
-    my ($ds, $table) = @_;
+    my ($ds, $table, $period) = @_;
+    $period //= 'p3';
     my $f = $t->avro_gen(table => $table, records => 3, seed => ++$n);
-    return $t->post("/upload?dataset_id=$ds&table=$table&period_tag=p3",
+    return $t->post("/upload?dataset_id=$ds&table=$table&period_tag=$period",
         'application/avro', slurp($f))->{status};
 }
 is upload_to('g1', 'own_ship'), 201, 'upload g1 own_ship';
@@ -118,6 +119,38 @@ is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'no hot row l
 $idx = $t->sqlite("SELECT dataset_id AS d, count(*) AS n FROM block_indexes"
     . " WHERE dataset_id IN ('g1', 'g2', 'h1', 'h2') GROUP BY 1");
 is_deeply { map { $_->{d} => $_->{n} } @$idx }, { g1 => 1, g2 => 1, h1 => 1, h2 => 1 },
+    'each dataset indexed once';
+is_deeply [$s3->bad_objects('bucket/faults')], [], 'every object matches its catalog row';
+
+# Another writer (a second node given the same name) stores an object
+# under the key between the job's HEAD and its first PUT: the PUT is
+# conditional (If-None-Match), the store refuses it, nothing of the other
+# writer's is replaced, and the next cycle gives the job the next key.
+is upload_to('k1', 'battle', 'p4'), 201, 'upload k1';
+is upload_to('k2', 'battle', 'p4'), 201, 'upload k2';
+$s3->fault('put_taken p4');
+$r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 503, 'the key was taken meanwhile: 503' or diag $r->{content};
+like $r->{json}{message}, qr/key is taken.*412 PreconditionFailed/,
+    'the message says so, with the store\'s answer';
+my ($taken) = ($r->{json}{message} // '') =~ m{(battle/p4/[0-9a-f]{16}/f1-\d+\.avro)};
+ok $taken, 'and names the key';
+my $other = "stored by another writer\n";
+is slurp($s3->object("bucket/faults/$taken")), $other,
+    'the other writer\'s object is there';
+is $t->sqlite("SELECT count(*) AS n FROM buffer_logs WHERE period_tag = 'p4'")
+    ->[0]{n}, 2, 'both uploads still hot';
+$r = $t->post('/archive', 'application/json', '');
+is $r->{status}, 200, 'the next cycle succeeds' or diag $r->{content};
+my $files = $t->sqlite("SELECT file_path AS p FROM archived_files"
+    . " WHERE file_path LIKE 'battle/p4/%'");
+is scalar @$files, 1, 'one file for the group';
+isnt $files->[0]{p}, $taken, 'under another key';
+is slurp($s3->object("bucket/faults/$taken")), $other,
+    'the other writer\'s object is left as it was';
+$idx = $t->sqlite("SELECT dataset_id AS d, count(*) AS n FROM block_indexes"
+    . " WHERE dataset_id IN ('k1', 'k2') GROUP BY 1");
+is_deeply { map { $_->{d} => $_->{n} } @$idx }, { k1 => 1, k2 => 1 },
     'each dataset indexed once';
 is_deeply [$s3->bad_objects('bucket/faults')], [], 'every object matches its catalog row';
 

@@ -14,6 +14,11 @@
 #   put_fail WORD   answer 500 InternalError, without forwarding, to a PUT
 #                   whose path has the segment WORD (one table's objects,
 #                   say); other requests pass
+#   put_taken WORD  once, to a conditional PUT ("If-None-Match: *") whose
+#                   path has the segment WORD: store other bytes under its
+#                   key first, as another writer would, then answer 412
+#                   PreconditionFailed as S3 does (s3rver ignores the
+#                   header); the mode is "pass" afterwards
 #   put_corrupt     forward a PUT with one byte of its body changed (after
 #                   the signature check: an unsigned payload still passes
 #                   it), as a transfer corrupted on the way would be
@@ -251,6 +256,26 @@ sub serve {
     }
 
     Time::HiRes::sleep($arg / 1000) if $mode eq 'delay' && $arg;
+
+    if ($mode eq 'put_taken' && $method eq 'PUT' && defined $arg
+        && $target =~ m{/\Q$arg\E/} && ($first{'if-none-match'} // '') eq '*')
+    {
+        my $other = "stored by another writer\n";
+        my $u = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $upstream) or return;
+        print $u join("\r\n", $request,
+            grep { !/^(connection|expect|keep-alive|content-length|if-none-match):/i }
+            @lines), "\r\nContent-Length: ", length($other),
+            "\r\nConnection: close\r\n\r\n$other";
+        my $ignored = '';
+        1 while sysread $u, $ignored, 65536, length $ignored;
+        close $u;
+        set_mode('pass');
+        print "$method $target: taken\n";
+        answer($c, '412 Precondition Failed', 'PreconditionFailed',
+            'At least one of the pre-conditions you specified did not hold');
+        return;
+    }
 
     corrupt(\$body) if $mode eq 'put_corrupt' && $method eq 'PUT';
 

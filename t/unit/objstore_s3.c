@@ -223,7 +223,8 @@ test_roundtrip(void)
     is_str(etag2, etag, "HEAD: the ETag of the PUT");
 
     /* a file whose hash the caller knows: one read, the same object */
-    ok(avs_objstore_put_temp(os, "t/p/f/n-0.avro", src, want, etag2, &err)
+    ok(avs_objstore_put_temp(os, "t/p/f/n-0.avro", src, want, 1, etag2,
+                             &err)
        == AVS_OK, "put_temp, signed with the hash given: %s", err.msg);
     is_str(etag2, etag, "the same ETag");
     ok(access(src, F_OK) == 0, "the file is left to its owner");
