@@ -19,9 +19,12 @@ use lib 't/lib';
 use AvroTest::Nginx;
 
 my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db');
-$t->write_conf(<<'CONF');
+# one pool thread, a queue of max_queue tasks
+sub pool_conf {
+    my ($max_queue) = @_;
+    return $t->write_conf(<<CONF);
 worker_processes 1;
-thread_pool avro threads=1 max_queue=1;
+thread_pool avro threads=1 max_queue=$max_queue;
 events {}
 http {
     avro_hot_store   %%PREFIX%%/var/hot/hot.db busy_timeout=5s;
@@ -36,9 +39,12 @@ http {
         location = /archive { avro_archive_now; }
         location = /read    { avro_read /_avro_cold/; }
         location /_avro_cold/ { internal; alias %%PREFIX%%/var/cold/; }
+        location = /bare    { return 204; }
     }
 }
 CONF
+}
+pool_conf(1);
 $t->run;
 
 my $small = slurp($t->avro_gen(table => 'own_ship', records => 2, seed => 1));
@@ -119,24 +125,7 @@ is_deeply [$t->check_log_clean], [], 'no alert';
 # loop gets as far as posting its commit, which is refused; it is
 # answered 503 and not stored.
 $t->stop;
-$t->write_conf(<<'CONF');
-worker_processes 1;
-thread_pool avro threads=1 max_queue=0;
-events {}
-http {
-    avro_hot_store   %%PREFIX%%/var/hot/hot.db busy_timeout=5s;
-    avro_thread_pool avro;
-    avro_cold_store  file:%%PREFIX%%/var/cold;
-    avro_archive     interval=1h;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location = /upload  { avro_upload; }
-        location = /archive { avro_archive_now; }
-        location = /bare    { return 204; }
-    }
-}
-CONF
+pool_conf(0);
 $t->run;
 # The first upload of a schema looks its stream up in the store, in the
 # pool; the ones after it are validated on the event loop.  (The first
