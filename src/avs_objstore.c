@@ -268,6 +268,12 @@ avs_s3_credential(char **slot, const char *name, const char *v,
                            "twice", path, name);
     }
 
+    if (*v == '\0') {
+        return avs_err_set(err, AVS_EMALFORMED,
+                           "cold store: credentials %.200s: %s is empty",
+                           path, name);
+    }
+
     *slot = strdup(v);
     if (*slot == NULL) {
         return avs_err_set(err, AVS_ENOMEM, "out of memory");
@@ -326,8 +332,11 @@ avs_s3_credentials_line(avs_objstore_t *os, char *line, unsigned lineno,
         return avs_s3_credential(&os->secret_key, k, v, path, err);
     }
 
-    if (strcmp(k, "session_token") == 0
-        || strcmp(k, "aws_session_token") == 0)
+    /* tools write "aws_session_token =" for credentials without one */
+
+    if ((strcmp(k, "session_token") == 0
+         || strcmp(k, "aws_session_token") == 0)
+        && *v != '\0')
     {
         return avs_s3_credential(&os->session_token, k, v, path, err);
     }
@@ -674,7 +683,8 @@ avs_objstore_streams(const avs_objstore_t *os)
 
 /*
  * Builds the object's path, "/bucket/prefix/key", raw (what is signed)
- * and encoded (what the request line carries).  Both NUL-terminated.
+ * and encoded (what the request line carries).  Both NUL-terminated,
+ * the NUL counted in their len.
  */
 static avs_rc_t
 avs_s3_paths(avs_objstore_t *os, const char *key, avs_buf_t *raw,
@@ -1041,7 +1051,7 @@ avs_s3_request(avs_objstore_t *os, avs_s3_call_t *call, avs_err_t *err)
     }
 
     if (avs_buf_append(&url, os->endpoint, strlen(os->endpoint)) != AVS_OK
-        || avs_buf_append(&url, uri.data, uri.len + 1) != AVS_OK)
+        || avs_buf_append(&url, uri.data, uri.len) != AVS_OK)
     {
         rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
         goto done;
@@ -1163,6 +1173,28 @@ avs_s3_failed(const avs_s3_call_t *call, avs_err_t *err)
 
 
 /*
+ * The answer to a PUT: a 200 with the object's ETag.  Without an ETag the
+ * answer is not one of an S3 store that kept the object (a proxy's or a
+ * web server's page), and what it kept cannot be told.
+ */
+static avs_rc_t
+avs_s3_put_answer(const avs_s3_call_t *call, avs_err_t *err)
+{
+    if (call->status != 200) {
+        return avs_s3_failed(call, err);
+    }
+
+    if (call->etag[0] == '\0') {
+        return avs_err_set(err, AVS_ESTORE, "PUT %s: the store answered 200 "
+                           "without an ETag: not an S3 store's answer",
+                           call->key);
+    }
+
+    return AVS_OK;
+}
+
+
+/*
  * PUT from a file, signed with the file's SHA-256: known, when the caller
  * computed it while writing the file, or computed here first.
  */
@@ -1220,8 +1252,8 @@ avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
     rc = avs_s3_request(os, &call, err);
     fclose(f);
 
-    if (rc == AVS_OK && call.status != 200) {
-        rc = avs_s3_failed(&call, err);
+    if (rc == AVS_OK) {
+        rc = avs_s3_put_answer(&call, err);
     }
 
     if (rc == AVS_OK) {
@@ -1307,8 +1339,8 @@ avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
                          (unsigned long long) size);
     }
 
-    if (rc == AVS_OK && call.status != 200) {
-        rc = avs_s3_failed(&call, err);
+    if (rc == AVS_OK) {
+        rc = avs_s3_put_answer(&call, err);
     }
 
     if (rc == AVS_OK && !avs_digest_final(call.digest, sha256, md5)) {
@@ -2187,12 +2219,12 @@ avs_objstore_sign_get(avs_objstore_t *os, const char *key, const char *range,
 
     rc = avs_s3_paths(os, key, &raw, &uri, err);
 
-    if (rc == AVS_OK && uri.len >= sizeof(out->path)) {
+    if (rc == AVS_OK && uri.len > sizeof(out->path)) {
         rc = avs_err_set(err, AVS_EINTERNAL, "sign %s: path too long", key);
     }
 
     if (rc == AVS_OK) {
-        memcpy(out->path, uri.data, uri.len + 1);
+        memcpy(out->path, uri.data, uri.len);
         snprintf(out->host, sizeof(out->host), "%s", os->host);
         memcpy(out->content_sha256, AVS_SIGV4_EMPTY_SHA256,
                AVS_SHA256_HEX_SIZE);

@@ -19,6 +19,7 @@
 #                   key first, as another writer would, then answer 412
 #                   PreconditionFailed as S3 does (s3rver ignores the
 #                   header); the mode is "pass" afterwards
+#   put_no_etag     forward a PUT, relay its answer without the ETag
 #   put_corrupt     forward a PUT with one byte of its body changed (after
 #                   the signature check: an unsigned payload still passes
 #                   it), as a transfer corrupted on the way would be
@@ -301,6 +302,8 @@ sub serve {
 
     my ($rh, $rb) = split /\r\n\r\n/, $answer, 2;
     $rh = join "\r\n", grep { !/^(connection|keep-alive):/i } split /\r\n/, $rh;
+    $rh = join "\r\n", grep { !/^etag:/i } split /\r\n/, $rh
+        if $mode eq 'put_no_etag' && $method eq 'PUT';
     $rb = substr $rb // '', 0, int(length($rb // '') / 2) if $get eq 'get_short';
     $rh =~ s{^(content-range:\s*bytes\s+)(\d+)-(\d+)}{$1 . ($2 + 1) . '-' . ($3 + 1)}mie
         if $get eq 'get_badrange';

@@ -465,6 +465,9 @@ test_configuration(void)
                     "\nsecret_access_key=" SECRET "\n");
     refused(&oc, "a secret given twice", "twice");
 
+    write_file(bad, "access_key_id =\nsecret_access_key=" SECRET "\n");
+    refused(&oc, "an empty access key", "access_key_id is empty");
+
     /* ca=: read whole at open, so it must be a small regular file */
     snprintf(bad, sizeof(bad), "%s/empty.pem", dir);
     write_file(bad, "");
@@ -571,20 +574,35 @@ test_configuration(void)
         avs_objstore_close(os);
     }
 
+    /* "aws_session_token =", as tools write it: no token, none signed */
+    write_file(ini, "[default]\naws_access_key_id = AKIDEXAMPLE\n"
+                    "aws_secret_access_key = " SECRET "\n"
+                    "aws_session_token =\n");
     oc.url = "s3://bucket";
-    oc.credentials = cred;
+    oc.credentials = ini;
     oc.region = NULL;
     ok(avs_objstore_open(&oc, &os, &err) == AVS_OK,
        "s3://bucket without a prefix opens");
 
     if (os != NULL) {
         avs_objstore_signed_t  sg;
+        char                   key[300];
 
         ok(avs_objstore_sign_get(os, "a/b.avro", NULL, &sg, &err) == AVS_OK
            && strcmp(sg.path, "/bucket/a/b.avro") == 0
-           && sg.security_token == NULL
            && strstr(sg.authorization, "/us-east-1/s3/") != NULL,
            "its path has no prefix, region us-east-1: %s", sg.path);
+        ok(sg.security_token == NULL
+           && strstr(sg.authorization, "security-token") == NULL,
+           "an empty session token is no token");
+
+        /* "/bucket/" and the key fill the encoded path's first buffer
+         * (256 bytes with its NUL) exactly */
+        memset(key, 'k', 247);
+        key[247] = '\0';
+        ok(avs_objstore_sign_get(os, key, NULL, &sg, &err) == AVS_OK
+           && strlen(sg.path) == 255 && strncmp(sg.path, "/bucket/kkk", 11)
+              == 0, "a path of 255 bytes, whole");
         avs_objstore_close(os);
     }
 }

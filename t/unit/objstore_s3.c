@@ -441,6 +441,15 @@ test_faults(void)
        && size == SRC_SIZE,
        "HEAD shows the object is there, whole: the archiver's way to know");
 
+    ok(fault("put_no_etag"), "proxy: put_no_etag");
+    is_int(avs_objstore_put_file(os, "t/f/c.avro", src, etag, sha, &err),
+           AVS_ESTORE, "PUT answered 200 without an ETag: AVS_ESTORE");
+    ok(strstr(err.msg, "t/f/c.avro") != NULL
+       && strstr(err.msg, "without an ETag") != NULL, "says so: %s",
+       err.msg);
+    ok(fault("pass"), "proxy: pass");
+    ok(avs_objstore_delete(os, "t/f/c.avro", &err) == AVS_OK, "clean up");
+
     ok(fault("delay/3000"), "proxy: delay 3 s");
     clock_gettime(CLOCK_MONOTONIC, &t0);
     is_int(avs_objstore_head(slow, "t/f/b.avro", &size, etag, &err),
