@@ -641,9 +641,18 @@ ngx_http_avro_read_part_done(ngx_http_request_t *sr, void *data,
         return rc;
     }
 
+    /* the client's doing: nginx has told it at the info level */
+
     if (sr->connection->error || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
         ngx_log_error(NGX_LOG_INFO, sr->connection->log, 0,
                       "avro read: the client went away during \"%s\"",
+                      part->range->key);
+        return NGX_ERROR;
+    }
+
+    if (sr->connection->timedout) {
+        ngx_log_error(NGX_LOG_INFO, sr->connection->log, 0,
+                      "avro read: the client timed out during \"%s\"",
                       part->range->key);
         return NGX_ERROR;
     }
