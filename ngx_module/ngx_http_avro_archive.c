@@ -421,7 +421,7 @@ ngx_http_avro_archive_now_done(ngx_http_request_t *r)
         || avs_buf_append(&body, "\n", 1) != AVS_OK)
     {
         avs_buf_free(&body);
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_finalize_request(r, ngx_http_avro_send_no_memory(r));
         return;
     }
 

@@ -133,6 +133,7 @@ ngx_int_t ngx_http_avro_send_error_with(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message,
     const char *name, const u_char *json, size_t len);
 ngx_int_t ngx_http_avro_send_pool_full(ngx_http_request_t *r);
+ngx_int_t ngx_http_avro_send_no_memory(ngx_http_request_t *r);
 ngx_int_t ngx_http_avro_send_avs_error(ngx_http_request_t *r, avs_rc_t rc,
     const char *message);
 ngx_int_t ngx_http_avro_get_checks(ngx_http_request_t *r, const char *what);

@@ -144,7 +144,7 @@ ngx_http_avro_read_handler(ngx_http_request_t *r)
     task = ngx_http_avro_task_alloc(r, sizeof(ngx_http_avro_read_ctx_t),
                                     ngx_http_avro_read_cleanup);
     if (task == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_avro_send_no_memory(r);
     }
 
     ctx = task->ctx;
@@ -157,7 +157,7 @@ ngx_http_avro_read_handler(ngx_http_request_t *r)
     }
 
     if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_avro_send_no_memory(r);
     }
 
     task->handler = ngx_http_avro_read_thread;
@@ -380,7 +380,7 @@ ngx_http_avro_read_planned(ngx_http_request_t *r)
     if (ctx->plan.fingerprint[0]) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_finalize_request(r, ngx_http_avro_send_no_memory(r));
             return;
         }
 

@@ -195,6 +195,17 @@ ngx_http_avro_send_pool_full(ngx_http_request_t *r)
 }
 
 
+/*
+ * The answer to an allocation that failed: still JSON when the little
+ * memory it needs is there, nginx's own 500 page when not.
+ */
+ngx_int_t
+ngx_http_avro_send_no_memory(ngx_http_request_t *r)
+{
+    return ngx_http_avro_send_avs_error(r, AVS_ENOMEM, "out of memory");
+}
+
+
 ngx_int_t
 ngx_http_avro_send_avs_error(ngx_http_request_t *r, avs_rc_t rc,
     const char *message)

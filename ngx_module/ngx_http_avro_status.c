@@ -45,7 +45,7 @@ ngx_http_avro_status_handler(ngx_http_request_t *r)
     task = ngx_http_avro_task_alloc(r, sizeof(ngx_http_avro_status_ctx_t),
                                     ngx_http_avro_status_cleanup);
     if (task == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_avro_send_no_memory(r);
     }
 
     ctx = task->ctx;

@@ -145,7 +145,7 @@ ngx_http_avro_upload_body(ngx_http_request_t *r)
 
     task = ngx_thread_task_alloc(r->pool, sizeof(ngx_http_avro_upload_ctx_t));
     if (task == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_finalize_request(r, ngx_http_avro_send_no_memory(r));
         return;
     }
 
@@ -154,7 +154,7 @@ ngx_http_avro_upload_body(ngx_http_request_t *r)
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_finalize_request(r, ngx_http_avro_send_no_memory(r));
         return;
     }
 
@@ -173,7 +173,7 @@ ngx_http_avro_upload_body(ngx_http_request_t *r)
     }
 
     if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, rc);
+        ngx_http_finalize_request(r, ngx_http_avro_send_no_memory(r));
         return;
     }
 
@@ -241,7 +241,8 @@ ngx_http_avro_upload_validate(ngx_http_request_t *r,
 
 
 /*
- * Lays the body out in one contiguous piece (NGX_DECLINED: no body).
+ * Lays the body out in one contiguous piece (NGX_DECLINED: no body,
+ * NGX_ERROR: no memory).
  * Parts in memory are copied now; parts nginx buffered to a temporary
  * file are noted and read in the pool thread, since reading a file can
  * wait.
@@ -284,7 +285,7 @@ ngx_http_avro_upload_collect(ngx_http_request_t *r,
 
     p = ngx_pnalloc(r->pool, (size_t) total);
     if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     ctx->ingest.body = p;
@@ -294,7 +295,7 @@ ngx_http_avro_upload_collect(ngx_http_request_t *r,
         ctx->segments = ngx_palloc(r->pool,
                                    n * sizeof(ngx_http_avro_segment_t));
         if (ctx->segments == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
     }
 
@@ -415,7 +416,10 @@ ngx_http_avro_upload_validated(ngx_http_request_t *r)
     if (ctx->read_errno) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, ctx->read_errno,
                       "avro: reading the buffered request body failed");
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_finalize_request(r,
+            ngx_http_avro_send_avs_error(r, AVS_EINTERNAL,
+                                         "the request body nginx buffered "
+                                         "to a file could not be read"));
         return;
     }
 
