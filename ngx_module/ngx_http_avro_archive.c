@@ -18,6 +18,9 @@
 
 #define NGX_HTTP_AVRO_BACKOFF_MIN  1000
 
+/* a file's line: its key (at most 1024 bytes) and its figures */
+#define NGX_HTTP_AVRO_STORED_LINE  1280
+
 /* test only: how long an armed stop waits to be killed */
 #define NGX_HTTP_AVRO_TEST_STOP    30000
 
@@ -37,6 +40,7 @@ struct ngx_http_avro_archiver_s {
     ngx_http_request_t         *request;    /* avro_archive_now, or NULL */
 
     avs_archive_summary_t       summary;
+    avs_buf_t                   stored;     /* a line per file stored */
     avs_err_t                   err;
     avs_rc_t                    rc;
     avs_rc_t                    lease_rc;
@@ -53,6 +57,7 @@ static void ngx_http_avro_archive_done(ngx_event_t *ev);
 static void ngx_http_avro_archive_schedule(ngx_http_avro_archiver_t *ar);
 static void ngx_http_avro_archive_file(void *data,
     const avs_archive_file_t *f);
+static void ngx_http_avro_archive_log_stored(ngx_http_avro_archiver_t *ar);
 static void ngx_http_avro_archive_now_done(ngx_http_request_t *r);
 static avs_rc_t ngx_http_avro_archive_test_stop(void *data,
     avs_archive_step_t step, const char *key);
@@ -199,6 +204,8 @@ ngx_http_avro_archive_done(ngx_event_t *ev)
     ar->running = 0;
     ngx_http_avro_busy(-1);
 
+    ngx_http_avro_archive_log_stored(ar);
+
     if (ar->lease_rc == AVS_EBUSY) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ar->log, 0,
                        "avro archive: another process holds the lease");
@@ -269,17 +276,52 @@ ngx_http_avro_archive_schedule(ngx_http_avro_archiver_t *ar)
 }
 
 
-/* Every committed file goes to the error log at info level. */
+/*
+ * Every committed file goes to the error log at info level, once the
+ * cycle is over: this runs in the pool thread, and nginx's log writers
+ * (syslog, the memory buffer) are the event loop's alone.
+ */
 static void
 ngx_http_avro_archive_file(void *data, const avs_archive_file_t *f)
 {
     ngx_http_avro_archiver_t *ar = data;
 
-    ngx_log_error(NGX_LOG_INFO, ar->log, 0,
-                  "avro archive: stored \"%s\": %uL bytes, %uL datasets, "
-                  "%uL uploads, %uL records%s", f->key, f->size,
-                  f->datasets, f->uploads, f->records,
-                  f->recovered ? " (recovered job)" : "");
+    u_char  *p, line[NGX_HTTP_AVRO_STORED_LINE];
+
+    p = ngx_snprintf(line, sizeof(line) - 1,
+                     "stored \"%s\": %uL bytes, %uL datasets, %uL uploads, "
+                     "%uL records%s", f->key, f->size, f->datasets,
+                     f->uploads, f->records,
+                     f->recovered ? " (recovered job)" : "");
+    *p++ = '\n';
+
+    /* without memory for it the line is lost, not the file */
+
+    (void) avs_buf_append(&ar->stored, line, p - line);
+}
+
+
+/* On the event loop: the lines of the files the cycle stored. */
+static void
+ngx_http_avro_archive_log_stored(ngx_http_avro_archiver_t *ar)
+{
+    u_char  *p, *end, *nl;
+
+    p = ar->stored.data;
+    end = p + ar->stored.len;
+
+    while (p < end) {
+        nl = ngx_strlchr(p, end, '\n');
+        if (nl == NULL) {
+            break;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, ar->log, 0, "avro archive: %*s",
+                      (size_t) (nl - p), p);
+        p = nl + 1;
+    }
+
+    avs_buf_free(&ar->stored);
 }
 
 

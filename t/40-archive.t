@@ -108,6 +108,14 @@ my %seq = map { m{^(\w+)/p2/.*-(\d+)\.avro$} ? ($1 => $2) : () }
 cmp_ok $seq{own_ship}, '<', $seq{battle},
     'the larger group (own_ship, 2 uploads) got the earlier sequence';
 
+# each stored file has its info line, written by the worker's own thread
+# (pid#tid with tid = pid): nginx's log writers are not the pool's
+my @stored = $t->error_log_matches(qr/avro archive: stored "/);
+is scalar @stored, scalar @{ $t->sqlite('SELECT id FROM archived_files') },
+    'a line per stored file';
+is_deeply [grep { !/ (\d+)#\1: / } @stored], [],
+    'all from the event loop\'s thread';
+
 # another process holds the lease: 409
 $t->sqlite("INSERT OR REPLACE INTO archive_lease (id, owner, acquired_at, expires_at) "
     . "VALUES (1, 'elsewhere:1:1', 0, CAST(strftime('%s','now') AS INTEGER) * 1000 + 60000)",
