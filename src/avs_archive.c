@@ -87,6 +87,7 @@ typedef struct {
     int64_t      header_bytes;
     int64_t      data_bytes;
     int64_t      put_attempts;
+    char         writer[AVS_WRITER_SIZE];   /* what its puts name */
 } avs_job_t;
 
 
@@ -787,7 +788,8 @@ avs_archive_next_job(sqlite3 *db, void *arg, avs_err_t *err)
     rc = avs_sql_query(db, &stmt, "next job", err,
                        "SELECT id, key, table_name, period_tag,"
                        " schema_fingerprint, stream_id, first_id, last_id,"
-                       " row_count, header_bytes, data_bytes, put_attempts"
+                       " row_count, header_bytes, data_bytes, put_attempts,"
+                       " created_at"
                        " FROM archive_jobs WHERE state = 'pending'"
                        " AND id > ?1 ORDER BY id LIMIT 1",
                        "i", a->cy->cursor);
@@ -818,6 +820,11 @@ avs_archive_next_job(sqlite3 *db, void *arg, avs_err_t *err)
     job->header_bytes = sqlite3_column_int64(stmt, 9);
     job->data_bytes = sqlite3_column_int64(stmt, 10);
     job->put_attempts = sqlite3_column_int64(stmt, 11);
+
+    /* the job's id alone would repeat in a store started anew */
+    (void) snprintf(job->writer, sizeof(job->writer),
+                    "job-%" PRId64 "-%" PRId64, job->id,
+                    (int64_t) sqlite3_column_int64(stmt, 12));
 
     sqlite3_finalize(stmt);
 
@@ -1125,7 +1132,6 @@ avs_archive_start(avs_cycle_t *cy, avs_flight_t *f, avs_err_t *err)
     }
 
     if (avs_objstore_streams(cy->os)) {
-        f->b.create_only = (f->job.put_attempts == 0);
         f->rc = avs_archive_own_key(cy, &f->b, &f->err);
 
         if (f->rc != AVS_OK) {
@@ -1918,8 +1924,9 @@ avs_archive_stream_read(sqlite3 *db, void *arg, avs_err_t *err)
         rc = avs_objstore_put_stream(b->os, job->key,
                                      (uint64_t) (job->header_bytes
                                                  + job->data_bytes),
-                                     b->create_only, avs_archive_stream_cb,
-                                     b, b->etag, b->sha256, &e);
+                                     b->create_only, job->writer,
+                                     avs_archive_stream_cb, b, b->etag,
+                                     b->sha256, &e);
 
         if (rc != AVS_OK && b->serr.rc != AVS_OK) {
             *err = b->serr;
@@ -2261,13 +2268,17 @@ avs_archive_discard(avs_build_t *b, int unlink_file)
 
 
 /*
- * Makes the job's key its own before a PUT.  Before the job's first PUT an
- * object already there was not written by this job: it is another node's
- * (same node name) or this node's from a database started anew, and it is
- * never overwritten; the job takes the next key instead.  The PUT is
- * counted before it starts, so that a PUT whose answer was lost is
- * repeated under the same key, with the same bytes.  AVS_DONE: another
- * archiver finished the job meanwhile.
+ * Makes the job's key its own before a PUT, and says whether the PUT may
+ * replace what is there (b->create_only).  An object under the key that
+ * the job did not write is another node's (same node name) or this node's
+ * from a database started anew: it is never overwritten, and the job
+ * takes the next key instead.  On s3:// that holds for every put, since
+ * each object names its writer: a repeat finds its own object (a PUT whose
+ * answer was lost) and replaces it with the same bytes, or finds another
+ * writer's (a conditional PUT refused, its answer lost) and moves on.
+ * file: keeps no writer; a repeat there replaces what its key holds.  The
+ * PUT is counted before it starts.  AVS_DONE: another archiver finished
+ * the job meanwhile.
  */
 static avs_rc_t
 avs_archive_own_key(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
@@ -2278,17 +2289,24 @@ avs_archive_own_key(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
     avs_rc_t        rc;
     uint64_t        size;
     int             rekeys;
-    char            etag[AVS_ETAG_SIZE];
+    char            etag[AVS_ETAG_SIZE], writer[AVS_WRITER_SIZE];
 
     job = b->job;
     a.job = job;
     a.node = cy->conf->node;
     a.error = NULL;
     a.key_taken = 0;
+    b->create_only = 1;
 
-    for (rekeys = 0; job->put_attempts == 0; rekeys++) {
+    for (rekeys = 0; /* void */; rekeys++) {
 
-        rc = avs_objstore_head(cy->os, job->key, &size, etag, &e);
+        if (job->put_attempts > 0 && !avs_objstore_keeps_writer(cy->os)) {
+            b->create_only = 0;
+            break;
+        }
+
+        rc = avs_objstore_head_writer(cy->os, job->key, &size, etag, writer,
+                                      &e);
 
         if (rc == AVS_DONE) {
             break;
@@ -2297,6 +2315,11 @@ avs_archive_own_key(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
         if (rc != AVS_OK) {
             return avs_err_set(err, rc, "archive: head %s: %s", job->key,
                                e.msg);
+        }
+
+        if (job->put_attempts > 0 && strcmp(writer, job->writer) == 0) {
+            b->create_only = 0;
+            break;
         }
 
         if (rekeys == AVS_ARCHIVE_REKEYS) {
@@ -2329,7 +2352,6 @@ avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
     avs_rc_t    rc;
 
     job = b->job;
-    b->create_only = (job->put_attempts == 0);
 
     rc = avs_archive_own_key(cy, b, err);
     if (rc != AVS_OK) {
@@ -2340,7 +2362,7 @@ avs_archive_put(avs_cycle_t *cy, avs_build_t *b, char *etag, char *sha256,
     etag[0] = '\0';
 
     rc = avs_objstore_put_temp(cy->os, job->key, b->path, b->sha256,
-                               b->create_only, etag, &e);
+                               b->create_only, job->writer, etag, &e);
     if (rc != AVS_OK) {
         return avs_archive_put_error(b, rc, &e, err);
     }
@@ -2371,8 +2393,9 @@ avs_archive_put_error(avs_build_t *b, avs_rc_t rc, const avs_err_t *e,
 
 
 /*
- * Gives a job that never started a PUT the next key of the sequence,
- * because its own key is taken by an object it did not write.
+ * Gives a job the next key of the sequence, because its own key is
+ * taken by an object it did not write; it has put nothing under the new
+ * one yet.
  */
 static avs_rc_t
 avs_archive_rekey(sqlite3 *db, void *arg, avs_err_t *err)
@@ -2405,10 +2428,11 @@ avs_archive_rekey(sqlite3 *db, void *arg, avs_err_t *err)
     }
 
     rc = avs_sql_exec(db, &changes, "rekey", err,
-                      "UPDATE archive_jobs SET key = ?1"
+                      "UPDATE archive_jobs SET key = ?1,"
+                      " put_attempts = 0"
                       " WHERE id = ?2 AND state = 'pending'"
-                      " AND put_attempts = 0",
-                      "ti", key, job->id);
+                      " AND put_attempts = ?3",
+                      "tii", key, job->id, job->put_attempts);
     if (rc != AVS_OK) {
         return rc;
     }
@@ -2427,6 +2451,7 @@ avs_archive_rekey(sqlite3 *db, void *arg, avs_err_t *err)
     }
 
     memcpy(job->key, key, sizeof(key));
+    job->put_attempts = 0;
 
     return AVS_OK;
 }

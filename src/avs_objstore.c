@@ -39,7 +39,7 @@
 #define AVS_OBJSTORE_TIMEOUT_MS  60000
 #define AVS_S3_BUCKET_MAX        63
 #define AVS_S3_ERROR_BODY        1024
-#define AVS_S3_MAX_HEADERS       5
+#define AVS_S3_MAX_HEADERS       6
 #define AVS_S3_CRED_LINE         4096
 #define AVS_S3_UPLOAD_BUFFER     (256 * 1024)
 #define AVS_S3_CA_MAX            (4 * 1024 * 1024)
@@ -75,6 +75,7 @@ typedef struct {
     FILE        *upload;
     uint64_t     upload_size;
     int          create_only;      /* If-None-Match: * */
+    const char  *writer;           /* or NULL: AVS_WRITER_HEADER sent */
     avs_objstore_read_pt  read;    /* or the body comes from here */
     void        *read_data;
     avs_digest_t  *digest;         /* of the bytes read sent */
@@ -88,6 +89,7 @@ typedef struct {
     long         status;
     uint64_t     length;           /* Content-Length of the answer */
     char         etag[AVS_ETAG_SIZE];
+    char         writer_seen[AVS_WRITER_SIZE];
     size_t       error_len;
     char         error_body[AVS_S3_ERROR_BODY];
 } avs_s3_call_t;
@@ -677,6 +679,14 @@ avs_objstore_streams(const avs_objstore_t *os)
 }
 
 
+/* Whether the store keeps the writer a put names (s3://, not file:). */
+int
+avs_objstore_keeps_writer(const avs_objstore_t *os)
+{
+    return os->s3;
+}
+
+
 /* ------------------------------------------------------------------ */
 /* s3://                                                                */
 
@@ -710,11 +720,12 @@ avs_s3_paths(avs_objstore_t *os, const char *key, avs_buf_t *raw,
 /*
  * Signs a request for the object at the raw path now: fills date and the
  * Authorization value.  The signed headers are host, x-amz-content-sha256,
- * x-amz-date, range (if any) and x-amz-security-token (if any).
+ * x-amz-date, range, x-amz-security-token and the writer's metadata (each
+ * if any): S3 refuses an x-amz- header that is not signed.
  */
 static avs_rc_t
 avs_s3_sign(avs_objstore_t *os, const char *method, const char *raw_path,
-    const char *range, const char *payload_sha256,
+    const char *range, const char *payload_sha256, const char *writer,
     char date[AVS_SIGV4_DATE_SIZE], char *auth, size_t size, avs_err_t *err)
 {
     size_t              nh;
@@ -739,6 +750,11 @@ avs_s3_sign(avs_objstore_t *os, const char *method, const char *raw_path,
     if (os->session_token != NULL) {
         hdr[nh].name = "x-amz-security-token";
         hdr[nh++].value = os->session_token;
+    }
+
+    if (writer != NULL) {
+        hdr[nh].name = AVS_WRITER_HEADER;
+        hdr[nh++].value = writer;
     }
 
     memset(&req, 0, sizeof(avs_sigv4_req_t));
@@ -832,12 +848,15 @@ avs_s3_on_body(char *p, size_t size, size_t n, void *data)
 }
 
 
-/* Notes the ETag (without quotes) of the final answer. */
+/*
+ * Notes the ETag (without quotes) and the writer's metadata of the final
+ * answer.
+ */
 static size_t
 avs_s3_on_header(char *p, size_t size, size_t n, void *data)
 {
     char           *v;
-    size_t          len, vlen;
+    size_t          len, vlen, name;
     avs_s3_call_t  *call = data;
 
     len = size * n;
@@ -845,6 +864,32 @@ avs_s3_on_header(char *p, size_t size, size_t n, void *data)
     if (len > 5 && strncmp(p, "HTTP/", 5) == 0) {
         /* a new answer (after "100 Continue"): forget the last one's */
         call->etag[0] = '\0';
+        call->writer_seen[0] = '\0';
+        return len;
+    }
+
+    name = sizeof(AVS_WRITER_HEADER) - 1;
+
+    if (len > name && strncasecmp(p, AVS_WRITER_HEADER, name) == 0
+        && p[name] == ':')
+    {
+        v = p + name + 1;
+        vlen = len - name - 1;
+
+        while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            vlen--;
+        }
+
+        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'
+                            || v[vlen - 1] == ' '))
+        {
+            vlen--;
+        }
+
+        /* a longer value is no writer of ours: kept cut, it never matches */
+        snprintf(call->writer_seen, sizeof(call->writer_seen), "%.*s",
+                 (int) vlen, v);
         return len;
     }
 
@@ -1058,7 +1103,8 @@ avs_s3_request(avs_objstore_t *os, avs_s3_call_t *call, avs_err_t *err)
     }
 
     rc = avs_s3_sign(os, call->method, (char *) raw.data, call->range,
-                     call->payload_sha256, date, auth, sizeof(auth), err);
+                     call->payload_sha256, call->writer, date, auth,
+                     sizeof(auth), err);
     if (rc != AVS_OK) {
         goto done;
     }
@@ -1075,6 +1121,8 @@ avs_s3_request(avs_objstore_t *os, avs_s3_call_t *call, avs_err_t *err)
                               os->session_token))
         || (call->create_only
             && !avs_s3_header(&list, "If-None-Match", "*"))
+        || (call->writer != NULL
+            && !avs_s3_header(&list, AVS_WRITER_HEADER, call->writer))
         || !avs_s3_header(&list, "Expect", ""))
     {
         rc = avs_err_set(err, AVS_ENOMEM, "out of memory");
@@ -1200,8 +1248,8 @@ avs_s3_put_answer(const avs_s3_call_t *call, avs_err_t *err)
  */
 static avs_rc_t
 avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
-    const char *known, int create_only, char etag[AVS_ETAG_SIZE],
-    char sha256[65], avs_err_t *err)
+    const char *known, int create_only, const char *writer,
+    char etag[AVS_ETAG_SIZE], char sha256[65], avs_err_t *err)
 {
     int            fd;
     FILE          *f;
@@ -1248,6 +1296,7 @@ avs_s3_put(avs_objstore_t *os, const char *key, const char *path,
     call.upload = f;
     call.upload_size = size;
     call.create_only = create_only;
+    call.writer = writer;
 
     rc = avs_s3_request(os, &call, err);
     fclose(f);
@@ -1308,7 +1357,8 @@ avs_s3_check_etag(avs_s3_call_t *call, const char *md5, avs_err_t *err)
  */
 static avs_rc_t
 avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
-    int create_only, avs_objstore_read_pt read, void *data,
+    int create_only, const char *writer, avs_objstore_read_pt read,
+    void *data,
     char etag[AVS_ETAG_SIZE], char sha256[AVS_SHA256_HEX_SIZE],
     avs_err_t *err)
 {
@@ -1324,6 +1374,7 @@ avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
     call.read_data = data;
     call.upload_size = size;
     call.create_only = create_only;
+    call.writer = writer;
     call.digest = avs_digest_new(os->tls ? 0 : AVS_DIGEST_MD5);
 
     if (call.digest == NULL) {
@@ -1363,7 +1414,7 @@ avs_s3_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
 
 static avs_rc_t
 avs_s3_head(avs_objstore_t *os, const char *key, uint64_t *size,
-    char etag[AVS_ETAG_SIZE], avs_err_t *err)
+    char etag[AVS_ETAG_SIZE], char *writer, avs_err_t *err)
 {
     avs_rc_t       rc;
     avs_s3_call_t  call;
@@ -1388,6 +1439,10 @@ avs_s3_head(avs_objstore_t *os, const char *key, uint64_t *size,
 
     *size = call.length;
     snprintf(etag, AVS_ETAG_SIZE, "%s", call.etag);
+
+    if (writer != NULL) {
+        memcpy(writer, call.writer_seen, AVS_WRITER_SIZE);
+    }
 
     return AVS_OK;
 }
@@ -2018,7 +2073,7 @@ avs_objstore_put_file(avs_objstore_t *os, const char *key, const char *path,
     }
 
     if (os->s3) {
-        return avs_s3_put(os, key, path, NULL, 0, etag, sha256, err);
+        return avs_s3_put(os, key, path, NULL, 0, NULL, etag, sha256, err);
     }
 
     return avs_file_put(os, key, path, 0, etag, sha256, err);
@@ -2063,8 +2118,8 @@ avs_objstore_temp_dir(avs_objstore_t *os, const char *key, char *dir,
 
 avs_rc_t
 avs_objstore_put_temp(avs_objstore_t *os, const char *key, const char *path,
-    const char *sha256, int create_only, char etag[AVS_ETAG_SIZE],
-    avs_err_t *err)
+    const char *sha256, int create_only, const char *writer,
+    char etag[AVS_ETAG_SIZE], avs_err_t *err)
 {
     avs_rc_t  rc;
     char      got[AVS_SHA256_HEX_SIZE];
@@ -2081,8 +2136,8 @@ avs_objstore_put_temp(avs_objstore_t *os, const char *key, const char *path,
     }
 
     if (os->s3) {
-        return avs_s3_put(os, key, path, sha256, create_only, etag, got,
-                          err);
+        return avs_s3_put(os, key, path, sha256, create_only, writer, etag,
+                          got, err);
     }
 
     return avs_file_put_temp(os, key, path, sha256, create_only, etag, err);
@@ -2091,7 +2146,8 @@ avs_objstore_put_temp(avs_objstore_t *os, const char *key, const char *path,
 
 avs_rc_t
 avs_objstore_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
-    int create_only, avs_objstore_read_pt read, void *data,
+    int create_only, const char *writer, avs_objstore_read_pt read,
+    void *data,
     char etag[AVS_ETAG_SIZE], char sha256[AVS_SHA256_HEX_SIZE],
     avs_err_t *err)
 {
@@ -2110,8 +2166,8 @@ avs_objstore_put_stream(avs_objstore_t *os, const char *key, uint64_t size,
                            "put %s: a file: store takes no stream", key);
     }
 
-    return avs_s3_put_stream(os, key, size, create_only, read, data, etag,
-                             sha256, err);
+    return avs_s3_put_stream(os, key, size, create_only, writer, read, data,
+                             etag, sha256, err);
 }
 
 
@@ -2119,10 +2175,22 @@ avs_rc_t
 avs_objstore_head(avs_objstore_t *os, const char *key, uint64_t *size,
     char etag[AVS_ETAG_SIZE], avs_err_t *err)
 {
+    return avs_objstore_head_writer(os, key, size, etag, NULL, err);
+}
+
+
+avs_rc_t
+avs_objstore_head_writer(avs_objstore_t *os, const char *key,
+    uint64_t *size, char etag[AVS_ETAG_SIZE], char *writer, avs_err_t *err)
+{
     avs_rc_t  rc;
 
     etag[0] = '\0';
     *size = 0;
+
+    if (writer != NULL) {
+        writer[0] = '\0';
+    }
 
     rc = avs_objstore_key(key, err);
     if (rc != AVS_OK) {
@@ -2130,7 +2198,7 @@ avs_objstore_head(avs_objstore_t *os, const char *key, uint64_t *size,
     }
 
     if (os->s3) {
-        return avs_s3_head(os, key, size, etag, err);
+        return avs_s3_head(os, key, size, etag, writer, err);
     }
 
     return avs_file_head(os, key, size, etag, err);
@@ -2231,7 +2299,7 @@ avs_objstore_sign_get(avs_objstore_t *os, const char *key, const char *range,
         out->security_token = os->session_token;
 
         rc = avs_s3_sign(os, "GET", (char *) raw.data, range,
-                         out->content_sha256, out->amz_date,
+                         out->content_sha256, NULL, out->amz_date,
                          out->authorization, sizeof(out->authorization),
                          err);
     }

@@ -26,6 +26,14 @@
 
 #define AVS_ETAG_SIZE          128
 #define AVS_OBJSTORE_KEY_MAX   1024
+
+/*
+ * s3:// objects carry who wrote them in this metadata header, so that a
+ * later put of the same job can tell its own object from another
+ * writer's under the same key (file: keeps no writer).
+ */
+#define AVS_WRITER_HEADER      "x-amz-meta-avro-writer"
+#define AVS_WRITER_SIZE        64
 #define AVS_OBJSTORE_URI_MAX   4096
 
 typedef struct avs_objstore_s  avs_objstore_t;
@@ -86,6 +94,9 @@ void avs_objstore_close(avs_objstore_t *os);
 int avs_objstore_is_s3(const avs_objstore_t *os);
 int avs_objstore_streams(const avs_objstore_t *os);
 
+/* Whether the store keeps the writer a put names (s3://, not file:). */
+int avs_objstore_keeps_writer(const avs_objstore_t *os);
+
 /*
  * Stores the local file at path under key, atomically: readers see the
  * whole object or none.  Storing the same key again replaces it (the
@@ -120,11 +131,12 @@ avs_rc_t avs_objstore_temp_dir(avs_objstore_t *os, const char *key,
  * fails with AVS_ECONFLICT having stored nothing (file: a rename that
  * does not replace; s3://: "If-None-Match: *", which S3, R2 and MinIO
  * answer 412, or 409 to a conditional PUT racing another; a store that
- * ignores the header replaces the object).
+ * ignores the header replaces the object).  writer (or NULL): s3:// sends
+ * it as AVS_WRITER_HEADER, which head_writer gives back; file: ignores it.
  */
 avs_rc_t avs_objstore_put_temp(avs_objstore_t *os, const char *key,
     const char *path, const char *sha256, int create_only,
-    char etag[AVS_ETAG_SIZE], avs_err_t *err);
+    const char *writer, char etag[AVS_ETAG_SIZE], avs_err_t *err);
 
 /*
  * Produces the next bytes of a streamed object into buf (at most len):
@@ -141,11 +153,12 @@ typedef ssize_t (*avs_objstore_read_pt)(void *data, uint8_t *buf,
  * ETag of a single-part PUT must be the MD5 of the bytes sent, or the PUT
  * fails (AVS_ESTORE) as a corrupted transfer.  A read that fails or ends
  * early aborts the request before its body is whole (a store keeps no
- * object of a PUT shorter than its Content-Length).  create_only as for
- * put_temp.
+ * object of a PUT shorter than its Content-Length).  create_only and
+ * writer as for put_temp.
  */
 avs_rc_t avs_objstore_put_stream(avs_objstore_t *os, const char *key,
-    uint64_t size, int create_only, avs_objstore_read_pt read, void *data,
+    uint64_t size, int create_only, const char *writer,
+    avs_objstore_read_pt read, void *data,
     char etag[AVS_ETAG_SIZE], char sha256[AVS_SHA256_HEX_SIZE],
     avs_err_t *err);
 
@@ -155,6 +168,13 @@ avs_rc_t avs_objstore_put_stream(avs_objstore_t *os, const char *key,
  */
 avs_rc_t avs_objstore_head(avs_objstore_t *os, const char *key,
     uint64_t *size, char etag[AVS_ETAG_SIZE], avs_err_t *err);
+
+/*
+ * head, and the writer the object's put named (AVS_WRITER_SIZE bytes,
+ * "" when it named none, as every file: object).
+ */
+avs_rc_t avs_objstore_head_writer(avs_objstore_t *os, const char *key,
+    uint64_t *size, char etag[AVS_ETAG_SIZE], char *writer, avs_err_t *err);
 
 /*
  * Appends exactly length bytes of the object from offset to out, or fails

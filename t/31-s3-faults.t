@@ -122,6 +122,30 @@ is_deeply { map { $_->{d} => $_->{n} } @$idx }, { g1 => 1, g2 => 1, h1 => 1, h2 
     'each dataset indexed once';
 is_deeply [$s3->bad_objects('bucket/faults')], [], 'every object matches its catalog row';
 
+my $other = "stored by another writer\n";
+
+# The next cycle archives the group of period $period, whose key $taken
+# holds another writer's object, under another key, leaving that object
+# as it was, each of the datasets indexed once.
+sub next_cycle_takes_next_key {
+    my ($period, $taken, @datasets) = @_;
+    my $r = $t->post('/archive', 'application/json', '');
+    is $r->{status}, 200, 'the next cycle succeeds' or diag $r->{content};
+    my $files = $t->sqlite("SELECT file_path AS p FROM archived_files"
+        . " WHERE file_path LIKE 'battle/$period/%'");
+    is scalar @$files, 1, 'one file for the group';
+    isnt $files->[0]{p}, $taken, 'under another key';
+    is slurp($s3->object("bucket/faults/$taken")), $other,
+        'the other writer\'s object is left as it was';
+    my $in = join ', ', map { "'$_'" } @datasets;
+    my $idx = $t->sqlite("SELECT dataset_id AS d, count(*) AS n"
+        . " FROM block_indexes WHERE dataset_id IN ($in) GROUP BY 1");
+    is_deeply { map { $_->{d} => $_->{n} } @$idx }, { map { $_ => 1 } @datasets },
+        'each dataset indexed once';
+    is_deeply [$s3->bad_objects('bucket/faults')], [],
+        'every object matches its catalog row';
+}
+
 # Another writer (a second node given the same name) stores an object
 # under the key between the job's HEAD and its first PUT: the PUT is
 # conditional (If-None-Match), the store refuses it, nothing of the other
@@ -135,24 +159,29 @@ like $r->{json}{message}, qr/key is taken.*412 PreconditionFailed/,
     'the message says so, with the store\'s answer';
 my ($taken) = ($r->{json}{message} // '') =~ m{(battle/p4/[0-9a-f]{16}/f1-\d+\.avro)};
 ok $taken, 'and names the key';
-my $other = "stored by another writer\n";
 is slurp($s3->object("bucket/faults/$taken")), $other,
     'the other writer\'s object is there';
 is $t->sqlite("SELECT count(*) AS n FROM buffer_logs WHERE period_tag = 'p4'")
     ->[0]{n}, 2, 'both uploads still hot';
+next_cycle_takes_next_key('p4', $taken, 'k1', 'k2');
+
+# The same, but the store's 412 is lost on the way: the job has counted a
+# put, so its next run must not take the object under its key for its own
+# lost answer's.  Each object names its writer; this one names another, so
+# the job moves to the next key instead of replacing it.
+is upload_to('m1', 'battle', 'p5'), 201, 'upload m1';
+is upload_to('m2', 'battle', 'p5'), 201, 'upload m2';
+$s3->fault('put_taken_lost p5');
 $r = $t->post('/archive', 'application/json', '');
-is $r->{status}, 200, 'the next cycle succeeds' or diag $r->{content};
-my $files = $t->sqlite("SELECT file_path AS p FROM archived_files"
-    . " WHERE file_path LIKE 'battle/p4/%'");
-is scalar @$files, 1, 'one file for the group';
-isnt $files->[0]{p}, $taken, 'under another key';
-is slurp($s3->object("bucket/faults/$taken")), $other,
-    'the other writer\'s object is left as it was';
-$idx = $t->sqlite("SELECT dataset_id AS d, count(*) AS n FROM block_indexes"
-    . " WHERE dataset_id IN ('k1', 'k2') GROUP BY 1");
-is_deeply { map { $_->{d} => $_->{n} } @$idx }, { k1 => 1, k2 => 1 },
-    'each dataset indexed once';
-is_deeply [$s3->bad_objects('bucket/faults')], [], 'every object matches its catalog row';
+is $r->{status}, 503, 'the conditional PUT\'s answer is lost: 503'
+    or diag $r->{content};
+my $lost = $t->sqlite("SELECT key, put_attempts AS n FROM archive_jobs"
+    . " WHERE period_tag = 'p5' AND state = 'pending'");
+is scalar @$lost, 1, 'one pending job';
+is $lost->[0]{n}, 1, 'which counted its put';
+is slurp($s3->object("bucket/faults/$lost->[0]{key}")), $other,
+    'the other writer\'s object is under its key';
+next_cycle_takes_next_key('p5', $lost->[0]{key}, 'm1', 'm2');
 
 # A reload while a cycle the timer started waits for a slow store: the old
 # worker finishes the cycle asleep, not spinning in the thread pool's

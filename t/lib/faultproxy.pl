@@ -19,6 +19,8 @@
 #                   key first, as another writer would, then answer 412
 #                   PreconditionFailed as S3 does (s3rver ignores the
 #                   header); the mode is "pass" afterwards
+#   put_taken_lost WORD  the same, but the 412 is lost: the connection is
+#                   closed without an answer
 #   put_no_etag     forward a PUT, relay its answer without the ETag
 #   put_corrupt     forward a PUT with one byte of its body changed (after
 #                   the signature check: an unsigned payload still passes
@@ -258,21 +260,24 @@ sub serve {
 
     Time::HiRes::sleep($arg / 1000) if $mode eq 'delay' && $arg;
 
-    if ($mode eq 'put_taken' && $method eq 'PUT' && defined $arg
+    if ($mode =~ /^put_taken(_lost)?$/ && $method eq 'PUT' && defined $arg
         && $target =~ m{/\Q$arg\E/} && ($first{'if-none-match'} // '') eq '*')
     {
         my $other = "stored by another writer\n";
         my $u = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $upstream) or return;
         print $u join("\r\n", $request,
-            grep { !/^(connection|expect|keep-alive|content-length|if-none-match):/i }
-            @lines), "\r\nContent-Length: ", length($other),
+            grep { !/^(connection|expect|keep-alive|content-length|if-none-match|x-amz-meta-[^:]*):/i }
+            @lines), "\r\nx-amz-meta-avro-writer: another-writer",
+            "\r\nContent-Length: ", length($other),
             "\r\nConnection: close\r\n\r\n$other";
         my $ignored = '';
         1 while sysread $u, $ignored, 65536, length $ignored;
         close $u;
+        my $lost = $mode eq 'put_taken_lost';
         set_mode('pass');
-        print "$method $target: taken\n";
+        print "$method $target: taken", ($lost ? ', answer lost' : ''), "\n";
+        return if $lost;
         answer($c, '412 Precondition Failed', 'PreconditionFailed',
             'At least one of the pre-conditions you specified did not hold');
         return;

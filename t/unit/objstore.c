@@ -160,7 +160,8 @@ test_file_store(void)
     write_file(path, "abc");
     ok(avs_objstore_put_temp(os, "t/r/fp/n-3.avro", path,
                              "ba7816bf8f01cfea414140de5dae2223b00361a396177a"
-                             "9cb410ff61f20015ad", 1, etag, &err) == AVS_OK,
+                             "9cb410ff61f20015ad", 1, NULL, etag, &err)
+       == AVS_OK,
        "put_temp, create only, of a free key: %s", err.msg);
     ok(access(path, F_OK) != 0, "the temporary file was renamed");
     is_int(count_entries(sub), 1, "one entry: the object");
@@ -170,8 +171,8 @@ test_file_store(void)
     ok(avs_objstore_head(os, "t/r/fp/n-3.avro", &size, etag2, &err)
        == AVS_OK, "head");
     is_str(etag2, etag, "its tag is the hash given to put_temp");
-    is_int(avs_objstore_put_temp(os, "t/r/fp/n-4.avro", path, "x", 0, etag,
-                                 &err),
+    is_int(avs_objstore_put_temp(os, "t/r/fp/n-4.avro", path, "x", 0, NULL,
+                                 etag, &err),
            AVS_EINTERNAL, "put_temp without a SHA-256: refused");
 
     /* create only: an object already under the key stays as it is */
@@ -179,7 +180,7 @@ test_file_store(void)
     write_file(path, "xyz");
     is_int(avs_objstore_put_temp(os, "t/r/fp/n-3.avro", path,
                                  "3608bca1e44ea6c4d268eb6db02260269892c0b42b86"
-                                 "bbf1e77a6fa16c3c9282", 1, etag, &err),
+                                 "bbf1e77a6fa16c3c9282", 1, NULL, etag, &err),
            AVS_ECONFLICT, "put_temp, create only, of a taken key: "
            "AVS_ECONFLICT");
     ok(strstr(err.msg, "t/r/fp/n-3.avro") != NULL
@@ -191,15 +192,16 @@ test_file_store(void)
     snprintf(path, sizeof(path), "%s/.n-3b.tmp", sub);
     ok(avs_objstore_put_temp(os, "t/r/fp/n-3.avro", path,
                              "3608bca1e44ea6c4d268eb6db02260269892c0b42b86"
-                             "bbf1e77a6fa16c3c9282", 0, etag, &err) == AVS_OK,
+                             "bbf1e77a6fa16c3c9282", 0, NULL, etag, &err)
+       == AVS_OK,
        "without create only it replaces the object: %s", err.msg);
     ok(avs_objstore_head(os, "t/r/fp/n-3.avro", &size, etag2, &err)
        == AVS_OK && strncmp(etag2, "3608bca1", 8) == 0, "the second one now");
     is_int(count_entries(sub), 1, "one entry: the object");
 
     snprintf(path, sizeof(path), "%s/none", sub);
-    is_int(avs_objstore_put_temp(os, "t/r/fp/n-4.avro", path, etag2, 0, etag,
-                                 &err),
+    is_int(avs_objstore_put_temp(os, "t/r/fp/n-4.avro", path, etag2, 0,
+                                 NULL, etag, &err),
            AVS_ESTORE, "put_temp of a missing file: AVS_ESTORE");
 
     avs_objstore_close(os);

@@ -195,6 +195,7 @@ static void
 test_roundtrip(void)
 {
     char                   etag[AVS_ETAG_SIZE], etag2[AVS_ETAG_SIZE];
+    char                   writer[AVS_WRITER_SIZE];
     char                   sha[65], want[65];
     uint64_t               size;
     avs_buf_t              b;
@@ -222,12 +223,20 @@ test_roundtrip(void)
        && size == SRC_SIZE, "HEAD: %d bytes", SRC_SIZE);
     is_str(etag2, etag, "HEAD: the ETag of the PUT");
 
-    /* a file whose hash the caller knows: one read, the same object */
-    ok(avs_objstore_put_temp(os, "t/p/f/n-0.avro", src, want, 1, etag2,
-                             &err)
+    /* a file whose hash the caller knows: one read, the same object,
+     * which names its writer (signed: the server checks every header) */
+    ok(avs_objstore_put_temp(os, "t/p/f/n-0.avro", src, want, 1, "job-7-99",
+                             etag2, &err)
        == AVS_OK, "put_temp, signed with the hash given: %s", err.msg);
     is_str(etag2, etag, "the same ETag");
     ok(access(src, F_OK) == 0, "the file is left to its owner");
+    ok(avs_objstore_head_writer(os, "t/p/f/n-0.avro", &size, etag2, writer,
+                                &err) == AVS_OK,
+       "HEAD with the writer: %s", err.msg);
+    is_str(writer, "job-7-99", "HEAD gives the writer the put named");
+    ok(avs_objstore_head_writer(os, "t/p/f/n-1.avro", &size, etag2, writer,
+                                &err) == AVS_OK && writer[0] == '\0',
+       "an object whose put named none: no writer");
     is_int(avs_objstore_head(os, "t/p/f/none.avro", &size, etag2, &err),
            AVS_DONE, "HEAD of a missing object: AVS_DONE");
 
