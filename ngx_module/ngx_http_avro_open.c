@@ -5,6 +5,10 @@
  * worker cannot write), the worker answers 503 and tries again in the
  * thread pool with a growing delay, so that removing the cause is enough:
  * no reload is needed, and the event loop never waits for the file's lock.
+ * A store already migrated is waited for only briefly in init_process: a
+ * new worker of a reload does not keep every location of nginx waiting
+ * while a sibling's long commit (an archive cycle's) holds the lock; it
+ * opens the store in the thread pool at once instead.
  */
 
 
@@ -17,6 +21,7 @@
 
 #define NGX_HTTP_AVRO_OPEN_RETRY_MIN  1000
 #define NGX_HTTP_AVRO_OPEN_RETRY_MAX  30000
+#define NGX_HTTP_AVRO_OPEN_WAIT       200
 
 
 typedef struct {
@@ -36,7 +41,7 @@ typedef struct {
 static void ngx_http_avro_open_conf(ngx_http_avro_main_conf_t *amcf,
     avs_store_conf_t *sc);
 static ngx_int_t ngx_http_avro_open_later(ngx_cycle_t *cycle,
-    ngx_http_avro_main_conf_t *amcf, avs_store_conf_t *sc);
+    ngx_http_avro_main_conf_t *amcf, avs_store_conf_t *sc, ngx_msec_t delay);
 static void ngx_http_avro_open_timer(ngx_event_t *ev);
 static void ngx_http_avro_open_thread(void *data, ngx_log_t *log);
 static void ngx_http_avro_open_done(ngx_event_t *ev);
@@ -57,8 +62,22 @@ ngx_http_avro_open_store(ngx_cycle_t *cycle, ngx_http_avro_main_conf_t *amcf)
 
     ngx_http_avro_open_conf(amcf, &sc);
 
+    if (avs_store_is_current(sc.path)) {
+        sc.open_wait_ms = NGX_HTTP_AVRO_OPEN_WAIT;
+    }
+
     if (avs_store_open(&sc, &st, &err) == AVS_OK) {
         return ngx_http_avro_store_ready(cycle, amcf, st);
+    }
+
+    if (err.rc == AVS_EBUSY && sc.open_wait_ms != 0) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "%s; the worker opens it in its thread pool, and "
+                      "answers uploads 503 until then", err.msg);
+
+        sc.open_wait_ms = 0;
+
+        return ngx_http_avro_open_later(cycle, amcf, &sc, 1);
     }
 
     ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
@@ -66,7 +85,8 @@ ngx_http_avro_open_store(ngx_cycle_t *cycle, ngx_http_avro_main_conf_t *amcf)
                   "in %M ms", err.msg,
                   (ngx_msec_t) NGX_HTTP_AVRO_OPEN_RETRY_MIN);
 
-    return ngx_http_avro_open_later(cycle, amcf, &sc);
+    return ngx_http_avro_open_later(cycle, amcf, &sc,
+                                    NGX_HTTP_AVRO_OPEN_RETRY_MIN);
 }
 
 
@@ -86,7 +106,7 @@ ngx_http_avro_open_conf(ngx_http_avro_main_conf_t *amcf,
 
 static ngx_int_t
 ngx_http_avro_open_later(ngx_cycle_t *cycle, ngx_http_avro_main_conf_t *amcf,
-    avs_store_conf_t *sc)
+    avs_store_conf_t *sc, ngx_msec_t delay)
 {
     ngx_http_avro_opener_t  *op;
 
@@ -109,14 +129,14 @@ ngx_http_avro_open_later(ngx_cycle_t *cycle, ngx_http_avro_main_conf_t *amcf,
     op->log = cycle->log;
     op->conf = *sc;
     op->attempts = 1;
-    op->delay = NGX_HTTP_AVRO_OPEN_RETRY_MIN;
+    op->delay = ngx_max(delay, NGX_HTTP_AVRO_OPEN_RETRY_MIN / 2);
 
     op->timer.handler = ngx_http_avro_open_timer;
     op->timer.data = op;
     op->timer.log = cycle->log;
     op->timer.cancelable = 1;
 
-    ngx_add_timer(&op->timer, op->delay);
+    ngx_add_timer(&op->timer, delay);
 
     return NGX_OK;
 }

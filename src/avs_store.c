@@ -161,6 +161,7 @@ struct avs_store_s {
     avs_lock_t          *lock;
     avs_lock_t          *own_lock;          /* when conf->lock was NULL */
     unsigned             busy_timeout_ms;
+    unsigned             open_wait_ms;
     uint64_t             max_size;
 
     pthread_mutex_t      rmutex;
@@ -300,6 +301,43 @@ avs_store_fail(avs_store_t *st, sqlite3 *db, int src, const char *what,
 }
 
 
+int
+avs_store_is_current(const char *path)
+{
+    int                     fd;
+    ssize_t                 n;
+    uint32_t                version;
+    unsigned char           hdr[100];
+    const avs_migration_t  *m, *last;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return 0;
+    }
+
+    n = pread(fd, hdr, sizeof(hdr), 0);
+    (void) close(fd);
+
+    if (n != (ssize_t) sizeof(hdr)
+        || memcmp(hdr, "SQLite format 3", 16) != 0)
+    {
+        return 0;
+    }
+
+    /* user_version: 4 bytes, big-endian, at offset 60 of the header */
+    version = ((uint32_t) hdr[60] << 24) | ((uint32_t) hdr[61] << 16)
+              | ((uint32_t) hdr[62] << 8) | (uint32_t) hdr[63];
+
+    last = NULL;
+
+    for (m = avs_migrations; m->name != NULL; m++) {
+        last = m;
+    }
+
+    return last != NULL && version == (uint32_t) last->version;
+}
+
+
 avs_rc_t
 avs_store_open(const avs_store_conf_t *conf, avs_store_t **out,
     avs_err_t *err)
@@ -319,6 +357,7 @@ avs_store_open(const avs_store_conf_t *conf, avs_store_t **out,
     }
 
     st->busy_timeout_ms = conf->busy_timeout_ms;
+    st->open_wait_ms = conf->open_wait_ms;
     st->max_size = conf->max_size;
     st->wal_fd = -1;
     st->file_lock_fd = -1;
@@ -523,7 +562,8 @@ avs_store_pragma(avs_store_t *st, const char *sql, const char *want,
  * migrations, all under the lock: the first statement that reads the file
  * creates it when it is new or recovers its WAL after a crash, and when
  * several workers start at once only one of them migrates.  Sibling workers
- * may be migrating the same file, so the wait is longer than a write's.
+ * may be migrating the same file, so the wait is longer than a write's,
+ * unless the caller chose its own.
  */
 static avs_rc_t
 avs_store_setup(avs_store_t *st, avs_err_t *err)
@@ -535,6 +575,10 @@ avs_store_setup(avs_store_t *st, avs_err_t *err)
 
     if (timeout < AVS_STORE_OPEN_TIMEOUT_MS) {
         timeout = AVS_STORE_OPEN_TIMEOUT_MS;
+    }
+
+    if (st->open_wait_ms != 0) {
+        timeout = st->open_wait_ms;
     }
 
     rc = avs_store_lock(st, timeout, err);
@@ -598,9 +642,10 @@ avs_store_migrate_locked(avs_store_t *st, avs_err_t *err)
     avs_rc_t                rc;
     char                   *errmsg;
     char                    sql[64];
-    int                     src, version, latest;
+    int                     src, version, latest, applied;
 
     latest = 0;
+    applied = 0;
 
     for (m = avs_migrations; m->name != NULL; m++) {
         latest = m->version;
@@ -671,6 +716,19 @@ avs_store_migrate_locked(avs_store_t *st, avs_err_t *err)
             rc = avs_store_fail(st, st->db, src, m->name, err);
             goto rollback;
         }
+
+        applied = 1;
+    }
+
+    /*
+     * The file's own header then says the store is current, which lets
+     * the workers of a reload wait only briefly for the lock
+     * (avs_store_is_current); the next checkpoint would, much later.
+     */
+    if (applied) {
+        (void) sqlite3_wal_checkpoint_v2(st->db, NULL,
+                                         SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                         NULL);
     }
 
     return AVS_OK;

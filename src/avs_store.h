@@ -30,7 +30,15 @@ typedef struct {
     unsigned          busy_timeout_ms;  /* lock and SQLite busy wait */
     uint64_t          max_size;         /* bytes in use, 0: unlimited */
     avs_lock_t       *lock;             /* NULL: a private lock */
+    unsigned          open_wait_ms;     /* for the lock at open; 0: 10 s */
 } avs_store_conf_t;
+
+/*
+ * Whether the file at path is a database to which every migration has
+ * been applied, as its header on disk says, read without the lock (a
+ * migration not yet checkpointed into the file reads as not applied).
+ */
+int avs_store_is_current(const char *path);
 
 /*
  * Opens the database (creating it), sets WAL and the pragmas, and applies
