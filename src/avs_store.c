@@ -188,6 +188,7 @@ static avs_rc_t avs_store_open_db(avs_store_t *st, sqlite3 **db, int flags,
 static avs_rc_t avs_store_pragma(avs_store_t *st, const char *sql,
     const char *want, avs_err_t *err);
 static avs_rc_t avs_store_setup(avs_store_t *st, avs_err_t *err);
+static int avs_store_latest_version(void);
 static avs_rc_t avs_store_migrate_locked(avs_store_t *st, avs_err_t *err);
 static avs_rc_t avs_store_open_wal(avs_store_t *st, avs_err_t *err);
 static avs_rc_t avs_store_sync(avs_store_t *st, avs_err_t *err);
@@ -301,14 +302,30 @@ avs_store_fail(avs_store_t *st, sqlite3 *db, int src, const char *what,
 }
 
 
+/* The user_version every migration of this module leads to. */
+static int
+avs_store_latest_version(void)
+{
+    int                     latest;
+    const avs_migration_t  *m;
+
+    latest = 0;
+
+    for (m = avs_migrations; m->name != NULL; m++) {
+        latest = m->version;
+    }
+
+    return latest;
+}
+
+
 int
 avs_store_is_current(const char *path)
 {
-    int                     fd;
-    ssize_t                 n;
-    uint32_t                version;
-    unsigned char           hdr[100];
-    const avs_migration_t  *m, *last;
+    int             fd;
+    ssize_t         n;
+    uint32_t        version;
+    unsigned char   hdr[100];
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd == -1) {
@@ -328,13 +345,8 @@ avs_store_is_current(const char *path)
     version = ((uint32_t) hdr[60] << 24) | ((uint32_t) hdr[61] << 16)
               | ((uint32_t) hdr[62] << 8) | (uint32_t) hdr[63];
 
-    last = NULL;
-
-    for (m = avs_migrations; m->name != NULL; m++) {
-        last = m;
-    }
-
-    return last != NULL && version == (uint32_t) last->version;
+    return version != 0
+           && version == (uint32_t) avs_store_latest_version();
 }
 
 
@@ -644,12 +656,8 @@ avs_store_migrate_locked(avs_store_t *st, avs_err_t *err)
     char                    sql[64];
     int                     src, version, latest, applied;
 
-    latest = 0;
+    latest = avs_store_latest_version();
     applied = 0;
-
-    for (m = avs_migrations; m->name != NULL; m++) {
-        latest = m->version;
-    }
 
     for (m = avs_migrations; m->name != NULL; m++) {
 

@@ -226,9 +226,14 @@ test_open(void)
     is_str(err.msg, want, "and says where and why");
     ok(st == NULL, "and gives no store");
 
+    ok(!avs_store_is_current(bad), "no file: not current");
+    ok(!avs_store_is_current("/etc/hostname"), "not a database: not current");
+
     st = store_open(1000, 0);
     ok(st != NULL, "open creates the store");
     ok(stat(path, &sb) == 0, "the file exists");
+    ok(avs_store_is_current(path), "its header says it is current while "
+       "it is open (checkpointed after the migrations)");
     ok(latest_migration() >= 1, "there is a migration");
     is_int(query_int("PRAGMA user_version"), latest_migration(),
            "user_version is the latest migration");
@@ -268,6 +273,8 @@ test_open(void)
              latest_migration() + 1);
     exec_sql(sql);
 
+    ok(!avs_store_is_current(path), "a newer user_version: not current");
+
     conf_init(&conf, 1000, 0);
     rc = avs_store_open(&conf, &st, &err);
     is_int(rc, AVS_ESTORE, "a file from a newer module is refused");
@@ -277,6 +284,7 @@ test_open(void)
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
              latest_migration());
     exec_sql(sql);
+    ok(avs_store_is_current(path), "the latest again: current");
 }
 
 
