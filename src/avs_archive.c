@@ -2317,7 +2317,9 @@ avs_archive_own_key(avs_cycle_t *cy, avs_build_t *b, avs_err_t *err)
                                e.msg);
         }
 
-        if (job->put_attempts > 0 && strcmp(writer, job->writer) == 0) {
+        /* a job's own object is its own even after a refused put reset
+         * the count: the refusal may have met it */
+        if (strcmp(writer, job->writer) == 0) {
             b->create_only = 0;
             break;
         }
@@ -2431,8 +2433,8 @@ avs_archive_rekey(sqlite3 *db, void *arg, avs_err_t *err)
                       "UPDATE archive_jobs SET key = ?1,"
                       " put_attempts = 0"
                       " WHERE id = ?2 AND state = 'pending'"
-                      " AND put_attempts = ?3",
-                      "tii", key, job->id, job->put_attempts);
+                      " AND put_attempts = ?3 AND key = ?4",
+                      "tiit", key, job->id, job->put_attempts, job->key);
     if (rc != AVS_OK) {
         return rc;
     }
