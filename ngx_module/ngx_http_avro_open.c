@@ -129,7 +129,7 @@ ngx_http_avro_open_later(ngx_cycle_t *cycle, ngx_http_avro_main_conf_t *amcf,
     op->log = cycle->log;
     op->conf = *sc;
     op->attempts = 1;
-    op->delay = ngx_max(delay, NGX_HTTP_AVRO_OPEN_RETRY_MIN / 2);
+    op->delay = NGX_HTTP_AVRO_OPEN_RETRY_MIN;
 
     op->timer.handler = ngx_http_avro_open_timer;
     op->timer.data = op;

@@ -849,14 +849,51 @@ avs_s3_on_body(char *p, size_t size, size_t n, void *data)
 
 
 /*
+ * Copies the value of the header line p (len bytes) into out if its name
+ * is name, without the blanks, CR LF and (for an ETag) double quotes
+ * around it; a longer value is cut.  1 if the name matched.
+ */
+static int
+avs_s3_header_value(const char *p, size_t len, const char *name,
+    const char *trim, char *out, size_t size)
+{
+    size_t       vlen, n;
+    const char  *v;
+
+    n = strlen(name);
+
+    if (len <= n || strncasecmp(p, name, n) != 0 || p[n] != ':') {
+        return 0;
+    }
+
+    v = p + n + 1;
+    vlen = len - n - 1;
+
+    while (vlen > 0 && *v != '\0' && strchr(trim, *v) != NULL) {
+        v++;
+        vlen--;
+    }
+
+    while (vlen > 0 && v[vlen - 1] != '\0'
+           && strchr(trim, v[vlen - 1]) != NULL)
+    {
+        vlen--;
+    }
+
+    snprintf(out, size, "%.*s", (int) vlen, v);
+
+    return 1;
+}
+
+
+/*
  * Notes the ETag (without quotes) and the writer's metadata of the final
- * answer.
+ * answer.  A writer value cut to size is none of ours: it never matches.
  */
 static size_t
 avs_s3_on_header(char *p, size_t size, size_t n, void *data)
 {
-    char           *v;
-    size_t          len, vlen, name;
+    size_t          len;
     avs_s3_call_t  *call = data;
 
     len = size * n;
@@ -868,47 +905,11 @@ avs_s3_on_header(char *p, size_t size, size_t n, void *data)
         return len;
     }
 
-    name = sizeof(AVS_WRITER_HEADER) - 1;
-
-    if (len > name && strncasecmp(p, AVS_WRITER_HEADER, name) == 0
-        && p[name] == ':')
+    if (!avs_s3_header_value(p, len, AVS_WRITER_HEADER, " \t\r\n",
+                             call->writer_seen, sizeof(call->writer_seen)))
     {
-        v = p + name + 1;
-        vlen = len - name - 1;
-
-        while (vlen > 0 && (*v == ' ' || *v == '\t')) {
-            v++;
-            vlen--;
-        }
-
-        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'
-                            || v[vlen - 1] == ' '))
-        {
-            vlen--;
-        }
-
-        /* a longer value is no writer of ours: kept cut, it never matches */
-        snprintf(call->writer_seen, sizeof(call->writer_seen), "%.*s",
-                 (int) vlen, v);
-        return len;
-    }
-
-    if (len > 5 && strncasecmp(p, "etag:", 5) == 0) {
-        v = p + 5;
-        vlen = len - 5;
-
-        while (vlen > 0 && (*v == ' ' || *v == '\t' || *v == '"')) {
-            v++;
-            vlen--;
-        }
-
-        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'
-                            || v[vlen - 1] == ' ' || v[vlen - 1] == '"'))
-        {
-            vlen--;
-        }
-
-        snprintf(call->etag, sizeof(call->etag), "%.*s", (int) vlen, v);
+        (void) avs_s3_header_value(p, len, "etag", " \t\r\n\"",
+                                   call->etag, sizeof(call->etag));
     }
 
     return len;
