@@ -14,7 +14,8 @@ DEB_PACKAGES := nginx nginx-dev libavro-dev libjansson-dev zlib1g-dev \
 	            libsqlite3-dev libcurl4-openssl-dev libsnappy-dev \
 	            libzstd-dev libdeflate-dev libssl-dev python3-avro avro-bin \
 	            sqlite3 curl openssl \
-	            perl wrk bc python3-snappy python3-zstandard
+	            perl wrk bc python3-snappy python3-zstandard \
+	            libasan8 libubsan1
 
 CORE_SRC    := $(wildcard src/*.c)
 CORE_OBJ    := $(patsubst src/%.c,$(BUILD)/core/%.o,$(CORE_SRC)) \
@@ -23,7 +24,16 @@ UNIT_SRC    := $(wildcard t/unit/*.c)
 UNIT_BIN    := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 MODULE      := $(BUILD)/nginx/ngx_http_avro_module.so
 
-.PHONY: all deps core unit module test run fuzz bench clean FORCE
+# The unit tests built once more with AddressSanitizer (leaks included) and
+# UBSan, so that every hostile input of theirs is also checked for leaks
+# and for memory touched out of bounds.
+SAN_BUILD   := $(BUILD)/san
+SAN_CFLAGS  := -g -O1 -fsanitize=address,undefined \
+	           -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+	           -Wall -Wextra -Wno-unused-parameter
+SAN_BIN     := $(patsubst t/unit/%.c,$(SAN_BUILD)/unit/%,$(UNIT_SRC))
+
+.PHONY: all deps core unit unit-san module test run fuzz bench clean FORCE
 
 all: module unit
 
@@ -67,6 +77,9 @@ $(BUILD)/unit/%: t/unit/%.c $(wildcard t/unit/*.h) $(BUILD)/libavs.a
 
 unit: $(UNIT_BIN)
 
+unit-san:
+	$(MAKE) BUILD=$(SAN_BUILD) CFLAGS="$(SAN_CFLAGS)" unit
+
 # nginx's Makefile lists the module's sources, so configure runs again
 # whenever a source file appears or goes, or a migration changes.
 $(BUILD)/nginx/sources.list: FORCE
@@ -92,8 +105,8 @@ $(MODULE): $(BUILD)/nginx/Makefile $(CORE_SRC) $(wildcard src/*.h) \
 module: $(MODULE)
 
 test: deps
-	$(MAKE) all
-	prove -j2 $(UNIT_BIN) $(sort $(wildcard t/*.t))
+	$(MAKE) all unit-san
+	prove -j2 $(UNIT_BIN) $(SAN_BIN) $(sort $(wildcard t/*.t))
 
 # A local trial: as root the workers run as root too, so that a checkout
 # under /root works; production configurations name their own user.

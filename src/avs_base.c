@@ -2,6 +2,7 @@
  * Result codes, error messages, bounded buffers and Avro varints.
  */
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,18 @@
 #include <time.h>
 
 #include "avs_base.h"
+
+
+typedef struct {
+    unsigned    n;
+    void      (*fn[AVS_THREAD_EXIT_MAX])(void *arg);
+    void       *arg[AVS_THREAD_EXIT_MAX];
+} avs_thread_exit_t;
+
+
+static pthread_key_t   avs_thread_exit_key;
+static pthread_once_t  avs_thread_exit_once = PTHREAD_ONCE_INIT;
+static int             avs_thread_exit_ready;
 
 
 avs_rc_t
@@ -227,4 +240,66 @@ avs_deadline(struct timespec *ts, uint64_t ms)
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000;
     }
+}
+
+
+/* Runs a thread's exit functions, the last registered first. */
+static void
+avs_thread_exit_run(void *p)
+{
+    avs_thread_exit_t  *te;
+
+    te = p;
+
+    while (te->n > 0) {
+        te->n--;
+        te->fn[te->n](te->arg[te->n]);
+    }
+
+    free(te);
+}
+
+
+static void
+avs_thread_exit_init(void)
+{
+    avs_thread_exit_ready =
+        (pthread_key_create(&avs_thread_exit_key, avs_thread_exit_run) == 0);
+}
+
+
+avs_rc_t
+avs_at_thread_exit(void (*fn)(void *arg), void *arg)
+{
+    avs_thread_exit_t  *te;
+
+    if (pthread_once(&avs_thread_exit_once, avs_thread_exit_init) != 0
+        || !avs_thread_exit_ready)
+    {
+        return AVS_ENOMEM;
+    }
+
+    te = pthread_getspecific(avs_thread_exit_key);
+
+    if (te == NULL) {
+        te = calloc(1, sizeof(avs_thread_exit_t));
+        if (te == NULL) {
+            return AVS_ENOMEM;
+        }
+
+        if (pthread_setspecific(avs_thread_exit_key, te) != 0) {
+            free(te);
+            return AVS_ENOMEM;
+        }
+    }
+
+    if (te->n == AVS_THREAD_EXIT_MAX) {
+        return AVS_ENOMEM;
+    }
+
+    te->fn[te->n] = fn;
+    te->arg[te->n] = arg;
+    te->n++;
+
+    return AVS_OK;
 }

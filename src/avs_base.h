@@ -89,6 +89,16 @@ void avs_deadline(struct timespec *ts, uint64_t ms);
 
 
 /*
+ * Has fn(arg) called when the calling thread ends, so that what a thread
+ * keeps for its own reuse (a decompressor, a scratch buffer) goes with it.
+ * At most AVS_THREAD_EXIT_MAX per thread; AVS_ENOMEM when it cannot be had.
+ */
+#define AVS_THREAD_EXIT_MAX  4
+
+avs_rc_t avs_at_thread_exit(void (*fn)(void *arg), void *arg);
+
+
+/*
  * Reads an Avro long (zigzag varint) from p[*pos..n).  At most 10 bytes;
  * fails with AVS_EMALFORMED on truncation or overlong encoding.
  */

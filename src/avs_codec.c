@@ -126,6 +126,18 @@ avs_codec_room(avs_buf_t *out, size_t start, size_t cap, size_t *room,
 }
 
 
+/* Each thread's decompressor, kept from one block to the next. */
+static __thread struct libdeflate_decompressor  *avs_inflater;
+
+
+static void
+avs_inflater_free(void *unused)
+{
+    libdeflate_free_decompressor(avs_inflater);
+    avs_inflater = NULL;
+}
+
+
 /*
  * Inflates a whole block at once with libdeflate, which is much faster than
  * zlib's streaming inflate.  The output buffer starts at a guess and grows
@@ -136,15 +148,18 @@ static avs_rc_t
 avs_deflate_decompress(const uint8_t *in, size_t n, size_t cap,
     avs_buf_t *out, avs_err_t *err)
 {
-    static __thread struct libdeflate_decompressor  *inflater;
-
     size_t                 start, want, used, got;
     avs_rc_t               rc;
     enum libdeflate_result  r;
 
-    if (inflater == NULL) {
-        inflater = libdeflate_alloc_decompressor();
-        if (inflater == NULL) {
+    if (avs_inflater == NULL) {
+        avs_inflater = libdeflate_alloc_decompressor();
+        if (avs_inflater == NULL) {
+            return avs_err_set(err, AVS_ENOMEM, "deflate: out of memory");
+        }
+
+        if (avs_at_thread_exit(avs_inflater_free, NULL) != AVS_OK) {
+            avs_inflater_free(NULL);
             return avs_err_set(err, AVS_ENOMEM, "deflate: out of memory");
         }
     }
@@ -168,7 +183,7 @@ avs_deflate_decompress(const uint8_t *in, size_t n, size_t cap,
             return avs_err_set(err, rc, "deflate: out of memory");
         }
 
-        r = libdeflate_deflate_decompress_ex(inflater, in, n,
+        r = libdeflate_deflate_decompress_ex(avs_inflater, in, n,
                                              out->data + start, want,
                                              &used, &got);
 

@@ -123,6 +123,7 @@ static avs_rc_t
 avs_envelope_file(avs_envelope_t *env, json_t *v, size_t max_file,
     const char *what, avs_err_t *err)
 {
+    size_t      cap;
     avs_buf_t  *b;
     avs_rc_t    rc;
 
@@ -134,6 +135,18 @@ avs_envelope_file(avs_envelope_t *env, json_t *v, size_t max_file,
     if (env->nfiles == AVS_MAX_SLICES) {
         return avs_err_set(err, AVS_ETOOLARGE,
                            "envelope: more than %d slices", AVS_MAX_SLICES);
+    }
+
+    if (env->nfiles == env->cap) {
+        cap = env->cap ? env->cap * 2 : 4;
+
+        b = realloc(env->files, cap * sizeof(avs_buf_t));
+        if (b == NULL) {
+            return avs_err_set(err, AVS_ENOMEM, "out of memory");
+        }
+
+        env->files = b;
+        env->cap = cap;
     }
 
     b = &env->files[env->nfiles++];
@@ -251,6 +264,7 @@ avs_envelope_free(avs_envelope_t *env)
         avs_buf_free(&env->files[i]);
     }
 
+    free(env->files);
     free(env->dataset);
     free(env->table);
     free(env->period);

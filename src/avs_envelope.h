@@ -16,7 +16,8 @@ typedef struct {
     char      *table;
     char      *period;
     size_t     nfiles;
-    avs_buf_t  files[AVS_MAX_SLICES];   /* decoded Avro files */
+    size_t     cap;
+    avs_buf_t *files;       /* decoded Avro files, nfiles of them */
 } avs_envelope_t;
 
 /*

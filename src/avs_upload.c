@@ -18,6 +18,36 @@
 #define AVS_UPLOAD_SCRATCH_KEEP  (1024 * 1024)
 
 static __thread avs_buf_t  avs_upload_scratch;
+static __thread int        avs_upload_scratch_registered;
+
+
+static void
+avs_upload_scratch_free(void *unused)
+{
+    avs_buf_free(&avs_upload_scratch);
+}
+
+
+/* Keeps a thread's scratch buffer for its next upload, unless it grew
+ * too large or would outlive the thread. */
+static void
+avs_upload_scratch_keep(avs_buf_t *plain)
+{
+    if (plain->cap > AVS_UPLOAD_SCRATCH_KEEP) {
+        avs_buf_free(plain);
+    }
+
+    if (plain->data != NULL && !avs_upload_scratch_registered) {
+        if (avs_at_thread_exit(avs_upload_scratch_free, NULL) == AVS_OK) {
+            avs_upload_scratch_registered = 1;
+
+        } else {
+            avs_buf_free(plain);
+        }
+    }
+
+    avs_upload_scratch = *plain;
+}
 
 
 avs_rc_t
@@ -176,11 +206,7 @@ avs_upload_reframe(avs_upload_t *u, avs_codec_t codec, int level,
         }
     }
 
-    if (plain.cap > AVS_UPLOAD_SCRATCH_KEEP) {
-        avs_buf_free(&plain);
-    }
-
-    avs_upload_scratch = plain;
+    avs_upload_scratch_keep(&plain);
     avs_buf_free(&packed);
 
     return rc;

@@ -3,9 +3,10 @@
 # S3-compatible server: s3rver from the npm registry (pinned in
 # package.json), with t/lib/faultproxy.pl in front of it checking every
 # request's SigV4 signature (s3rver does not) and injecting faults.  The
-# checks themselves are the C program build/unit/objstore_s3, run twice:
-# straight to s3rver, then through the proxy (signatures checked on the
-# wire; 503, dropped connections, a PUT whose answer is lost, a stall).
+# checks themselves are the C program build/unit/objstore_s3, run straight
+# to s3rver, then through the proxy (signatures checked on the wire; 503,
+# dropped connections, a PUT whose answer is lost, a stall), then through
+# the proxy again built with the sanitizers.
 
 use strict;
 use warnings;
@@ -45,6 +46,7 @@ if (!$proxy_pid) {
 }
 END { kill 'TERM', $proxy_pid if $proxy_pid; }
 
+my $proxy_runs = 0;
 my $up;
 for (1 .. 100) {
     last if $up = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $proxy_port);
@@ -55,9 +57,12 @@ my $proxy = "http://127.0.0.1:$proxy_port";
 
 sub run_unit {
     my ($name, %env) = @_;
+    my $bin = delete $env{bin} // $unit;
     local @ENV{ keys %env } = values %env;
-    my $r = AvroTest::Nginx::run_cmd($unit);
-    is $r->{exit}, 0, "$name: build/unit/objstore_s3 passes"
+    my $r = AvroTest::Nginx::run_cmd($bin);
+    $proxy_runs++ if $env{AVS_S3_PROXY};
+    (my $shown = $bin) =~ s{^\Q$ROOT\E/}{};
+    is $r->{exit}, 0, "$name: $shown passes"
         or diag $r->{out}, $r->{err};
     unlike $r->{out}, qr/^not ok/m, "$name: no failed check";
     my ($plan) = $r->{out} =~ /^1\.\.(\d+)$/m;
@@ -73,6 +78,18 @@ subtest 'straight to s3rver' => sub {
 
 subtest 'through the proxy: signatures checked, faults' => sub {
     run_unit('proxy', AVS_S3_ENDPOINT => "http://127.0.0.1:$port",
+        AVS_S3_CREDENTIALS => $cred, AVS_S3_PROXY => $proxy,
+        AVS_S3_PROXY_SIGV4 => 1);
+};
+
+# the same through the proxy with AddressSanitizer and UBSan (make
+# unit-san): the answers the faults cut short must not be read past their
+# end, nor leak
+subtest 'through the proxy, sanitized' => sub {
+    my $san = "$ROOT/build/san/unit/objstore_s3";
+    plan skip_all => "$san is not built (make unit-san)" unless -x $san;
+    run_unit('sanitized', bin => $san,
+        AVS_S3_ENDPOINT => "http://127.0.0.1:$port",
         AVS_S3_CREDENTIALS => $cred, AVS_S3_PROXY => $proxy,
         AVS_S3_PROXY_SIGV4 => 1);
 };
@@ -95,9 +112,11 @@ subtest 'the proxy refuses what is not signed right' => sub {
     like $log, qr/checking SigV4 for S3RVER/, 'the proxy did check signatures';
     my @refused = $log =~ /refused: (\w+)/g;
     is_deeply [sort @refused],
-        [sort qw(AccessDenied InvalidAccessKeyId), ('SignatureDoesNotMatch') x 3],
-        'only the requests meant to fail were refused (unknown key, wrong '
-        . 'secret, changed Range, and these two)';
+        [sort 'AccessDenied', 'SignatureDoesNotMatch',
+            ('InvalidAccessKeyId', ('SignatureDoesNotMatch') x 2) x $proxy_runs],
+        "only the requests meant to fail were refused (in each of $proxy_runs "
+        . 'runs an unknown key, a wrong secret and a changed Range, then '
+        . 'these two)';
 };
 
 done_testing;

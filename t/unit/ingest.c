@@ -176,6 +176,55 @@ test_base64(void)
 }
 
 
+/* An envelope of n slices, each of them "foo" and one byte of its index. */
+static void
+test_envelope_slices(size_t n, avs_rc_t want)
+{
+    size_t          i, good;
+    avs_buf_t       j;
+    avs_err_t       err;
+    avs_envelope_t  e;
+    uint8_t         bin[4];
+    static const char  b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    memset(&j, 0, sizeof(j));
+    avs_buf_append(&j, "{\"slices\":[", 11);
+
+    for (i = 0; i < n; i++) {
+        /* "Zm9v" is "foo"; the second group holds the byte i % 256 */
+        avs_buf_append(&j, i ? ",\"Zm9v" : "\"Zm9v", i ? 6 : 5);
+        bin[0] = b64[(i & 0xff) >> 2];
+        bin[1] = b64[(i & 3) << 4];
+        avs_buf_append(&j, bin, 2);
+        avs_buf_append(&j, "\"", 1);
+    }
+
+    avs_buf_append(&j, "]}", 2);
+
+    ok(avs_envelope_parse(j.data, j.len, 100, &e, &err) == want,
+       "%zu slices: %s", n, want == AVS_OK ? "parsed" : "too many");
+
+    if (want != AVS_OK) {
+        is_str(err.msg, "envelope: more than 256 slices", "message");
+        avs_buf_free(&j);
+        return;
+    }
+
+    is_int(e.nfiles, n, "every slice kept");
+
+    for (i = 0, good = 0; i < e.nfiles; i++) {
+        good += e.files[i].len == 4 && memcmp(e.files[i].data, "foo", 3) == 0
+                && e.files[i].data[3] == (uint8_t) i;
+    }
+
+    is_int(good, n, "each slice decoded in its place");
+
+    avs_envelope_free(&e);
+    avs_buf_free(&j);
+}
+
+
 static void
 test_envelope(void)
 {
@@ -241,7 +290,12 @@ test_envelope(void)
     j = "{\"avro_base64\":\"Zm9v\",\"avro_base64\":\"Zm9v\"}";
     ok(avs_envelope_parse((const uint8_t *) j, strlen(j), 100, &e, &err)
        == AVS_EMALFORMED, "duplicate keys");
+
+    test_envelope_slices(AVS_MAX_SLICES, AVS_OK);
+    test_envelope_slices(AVS_MAX_SLICES + 1, AVS_ETOOLARGE);
 }
+
+
 
 
 static void

@@ -800,7 +800,7 @@ test_threads(void)
 }
 
 
-/* Cost of a hit and of a parse (a diagnostic). */
+/* Cost of a hit and of a parse, printed as a TAP comment, not a test. */
 static void
 test_speed(void)
 {
@@ -851,8 +851,8 @@ test_speed(void)
 
     parse = (ts_now() - t0) / 200;
 
-    ok(1, "battle schema (%zu bytes): hit %.2f us, parse %.0f us",
-       strlen(text), hit * 1e6, parse * 1e6);
+    printf("# battle schema (%zu bytes): hit %.2f us, parse %.0f us\n",
+           strlen(text), hit * 1e6, parse * 1e6);
 
     avs_schema_cache_destroy(c);
     json_decref(doc);
