@@ -28,12 +28,14 @@ MODULE      := $(BUILD)/nginx/ngx_http_avro_module.so
 # UBSan, so that every hostile input of theirs is also checked for leaks
 # and for memory touched out of bounds.
 SAN_BUILD   := $(BUILD)/san
-SAN_CFLAGS  := -g -O1 -fsanitize=address,undefined \
-	           -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
-	           -Wall -Wextra -Wno-unused-parameter
+SAN_FLAGS   := -g -O1 -fsanitize=address,undefined \
+	           -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_CFLAGS  := $(SAN_FLAGS) -Wall -Wextra -Wno-unused-parameter
 SAN_BIN     := $(patsubst t/unit/%.c,$(SAN_BUILD)/unit/%,$(UNIT_SRC))
+SAN_MODULE  := $(SAN_BUILD)/nginx/ngx_http_avro_module.so
+, := ,
 
-.PHONY: all deps core unit unit-san module test run fuzz bench clean FORCE
+.PHONY: all deps core unit unit-san module module-san test run fuzz bench clean FORCE
 
 all: module unit
 
@@ -88,24 +90,42 @@ $(BUILD)/nginx/sources.list: FORCE
 	@cmp -s $@.new $@ || mv $@.new $@
 	@rm -f $@.new
 
-$(BUILD)/nginx/Makefile: config tools/embed-sql.sh $(wildcard sql/*.sql) \
-		$(BUILD)/nginx/sources.list $(NGINX_SRC)/configure
-	@mkdir -p $(BUILD)/nginx
-	cd $(NGINX_SRC) && . ./conf_flags && ./configure \
-	    --with-cc-opt="-g -O2 -fPIC -Wall" --with-ld-opt="-fPIC" \
+# $(call configure-nginx,builddir,cc-opt,ld-opt): the installed nginx's
+# own configure flags, with this module added and built in builddir.
+configure-nginx = mkdir -p $(1) && cd $(NGINX_SRC) && . ./conf_flags \
+	&& ASAN_OPTIONS=detect_leaks=0 ./configure \
+	    --with-cc-opt="$(2)" --with-ld-opt="$(3)" \
 	    "$${NGX_CONF_FLAGS[@]}" \
-	    --add-dynamic-module=$(CURDIR) --builddir=$(CURDIR)/$(BUILD)/nginx \
-	    > $(CURDIR)/$(BUILD)/nginx/configure.log \
-	    || { cat $(CURDIR)/$(BUILD)/nginx/configure.log; exit 1; }
+	    --add-dynamic-module=$(CURDIR) --builddir=$(CURDIR)/$(1) \
+	    > $(CURDIR)/$(1)/configure.log \
+	    || { cat $(CURDIR)/$(1)/configure.log; exit 1; }
 
-$(MODULE): $(BUILD)/nginx/Makefile $(CORE_SRC) $(wildcard src/*.h) \
-	       $(wildcard ngx_module/*.[ch]) $(wildcard sql/*.sql)
+NGINX_CONF_DEPS := config tools/embed-sql.sh $(wildcard sql/*.sql) \
+	           $(BUILD)/nginx/sources.list $(NGINX_SRC)/configure
+MODULE_DEPS     := $(CORE_SRC) $(wildcard src/*.h) \
+	           $(wildcard ngx_module/*.[ch]) $(wildcard sql/*.sql)
+
+$(BUILD)/nginx/Makefile: $(NGINX_CONF_DEPS)
+	$(call configure-nginx,$(BUILD)/nginx,-g -O2 -fPIC -Wall,-fPIC)
+
+$(MODULE): $(BUILD)/nginx/Makefile $(MODULE_DEPS)
 	$(MAKE) -f $(CURDIR)/$(BUILD)/nginx/Makefile -C $(NGINX_SRC) modules
 
 module: $(MODULE)
 
+# The module with the sanitizers, for t/16-sanitized.t; nginx itself is
+# Debian's, with libasan preloaded.
+$(SAN_BUILD)/nginx/Makefile: $(NGINX_CONF_DEPS)
+	$(call configure-nginx,$(SAN_BUILD)/nginx,-fPIC -Wall $(SAN_FLAGS),\
+	    -fPIC -fsanitize=address$(,)undefined)
+
+$(SAN_MODULE): $(SAN_BUILD)/nginx/Makefile $(MODULE_DEPS)
+	$(MAKE) -f $(CURDIR)/$(SAN_BUILD)/nginx/Makefile -C $(NGINX_SRC) modules
+
+module-san: $(SAN_MODULE)
+
 test: deps
-	$(MAKE) all unit-san
+	$(MAKE) all unit-san module-san
 	prove -j2 $(UNIT_BIN) $(SAN_BIN) $(sort $(wildcard t/*.t))
 
 # A local trial: as root the workers run as root too, so that a checkout
