@@ -3,7 +3,8 @@
 # build/san/nginx/) in the real nginx: uploads of every body format and
 # codec, the hostile files, duplicates, the status, reads of hot and
 # archived rows, archive cycles into file: and into s3rver through the
-# fault proxy (5xx, a PUT whose answer is lost), and reloads in between.
+# fault proxy (5xx, a PUT whose answer is lost), reloads in between, and
+# parallel uploads from wrk into two workers.
 # Every nginx process that ends (the old workers at each reload, the
 # workers and the master at the stop, each nginx -s) must have reported
 # no leak, no access out of bounds and no undefined behaviour.
@@ -152,6 +153,27 @@ subtest 's3 cold store through the fault proxy' => sub {
     is $t->sqlite('SELECT count(*) AS n FROM block_indexes')->[0]{n}, 2,
         'each upload indexed once';
     is_deeply [$s3->bad_objects('bucket/san')], [], 'objects match the catalog';
+    $t->stop;
+    is_deeply [$t->check_log_clean], [], 'no alert, crit or crash';
+};
+
+subtest 'parallel uploads (wrk), two workers' => sub {
+    my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db');
+    $t->archive_conf(workers => 2, cold => 'file:%%PREFIX%%/var/cold',
+        archive => 'interval=1h node=w1');
+    $t->run;
+    my $body = $t->avro_gen(table => 'own_ship', records => 22,
+        codec => 'deflate', seed => 7);
+    local @ENV{qw(BENCH_BODY BENCH_PATH)} = ($body, '/upload');
+    my $r = AvroTest::Nginx::run_cmd('wrk', '-t2', '-c32', '-d3s',
+        '-s', "$ROOT/bench/upload.lua", $t->url('/upload'));
+    my ($acked, $other) = $r->{out} =~ /RESULT .*acked=(\d+) other=(\d+)/;
+    ok $acked, "wrk: ${\($acked // 0)} uploads acknowledged" or diag $r->{out}, $r->{err};
+    is $other, 0, 'no other answer';
+    cmp_ok $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, '>=',
+        $acked // 1, 'every acknowledged upload stored';
+    is $t->post('/archive', 'application/json', '')->{status}, 200,
+        'then archived';
     $t->stop;
     is_deeply [$t->check_log_clean], [], 'no alert, crit or crash';
 };
