@@ -130,14 +130,17 @@ subtest 's3 cold store through the fault proxy' => sub {
         cold => "s3://bucket/san endpoint=http://127.0.0.1:$proxy "
             . 'credentials=' . $s3->credentials,
         archive => 'interval=1h node=s1',
-        locations => ['location = /status  { avro_status; }']);
+        http => ["upstream avro_s3 { server 127.0.0.1:$proxy; }"],
+        locations => ['location = /status  { avro_status; }',
+            "include $ROOT/conf/avro-read-s3.conf;",
+            'location = /read { avro_read /_avro_s3/; }']);
     $t->run;
 
     my $n = 0;
     my $up = sub {
+        my $f = $t->avro_gen(table => 'battle', records => 3, seed => ++$n);
         $t->post("/upload?dataset_id=d$n&table=battle", 'application/avro',
-            slurp($t->avro_gen(table => 'battle', records => 3, seed => ++$n)))
-            ->{status};
+            slurp($f))->{status};
     };
     is $up->(), 201, 'upload';
     $s3->fault('503');
@@ -148,11 +151,21 @@ subtest 's3 cold store through the fault proxy' => sub {
         'a PUT stored, its answer lost';
     is $up->(), 201, 'upload meanwhile';
     $s3->fault('pass');
-    my $r = $t->post('/archive', 'application/json', '');
-    is $r->{status}, 200, 'the store is back' or diag $r->{content};
+    is $t->post('/archive', 'application/json', '')->{status}, 200,
+        'the store is back';
     is $t->sqlite('SELECT count(*) AS n FROM block_indexes')->[0]{n}, 2,
         'each upload indexed once';
     is_deeply [$s3->bad_objects('bucket/san')], [], 'objects match the catalog';
+    is $up->(), 201, 'one more upload, hot';
+    my $rd = AvroTest::Read->new($t);
+    is scalar @{ $rd->read_ok("/read?dataset_id=d1&table=battle", 'archived') },
+        3, 'a read by Range requests to the store';
+    $s3->fault('503');
+    my $r = $t->get('/read?dataset_id=d1&table=battle');
+    isnt $r->{status}, 200, "the store failing: the read is cut ($r->{status})";
+    $s3->fault('pass');
+    is scalar @{ $rd->read_ok("/read?dataset_id=d3&table=battle", 'hot') },
+        3, 'a read of hot rows';
     $t->stop;
     is_deeply [$t->check_log_clean], [], 'no alert, crit or crash';
 };

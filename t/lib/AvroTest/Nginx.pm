@@ -62,7 +62,8 @@ package AvroTest::Nginx;
 #   reload) keeps the ports already allocated.
 #
 # archive_conf(cold => ..., archive => ..., %more)   write_conf of the usual
-#   archive test: one server with /upload and /archive (see the sub).
+#   archive test: one server with /upload and /archive (see the sub); more
+#   lines with locations => [...] (in the server), http => [...] (in http).
 #
 # run()       starts nginx -p PREFIX/ -c PREFIX/nginx.conf -e PREFIX/logs/error.log,
 #             waits (10 s) for the first port to accept and a worker to exist;
@@ -234,6 +235,7 @@ sub archive_conf {
     my $hot = join ' ', '%%PREFIX%%/var/hot/hot.db', $o{hot} // ();
     my $body = $o{body_size} ? "        client_max_body_size $o{body_size};\n" : '';
     my $more = join '', map { "        $_\n" } @{ $o{locations} // [] };
+    my $http = join '', map { "    $_\n" } @{ $o{http} // [] };
     return $self->write_conf(<<"CONF");
 ${env}worker_processes $workers;
 events {}
@@ -241,7 +243,7 @@ http {
     avro_hot_store  $hot;
     avro_cold_store $o{cold};
     avro_archive    $o{archive};
-
+$http
     server {
         listen 127.0.0.1:%%PORT%%;
 $body        location = /upload  { avro_upload; }
