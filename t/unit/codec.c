@@ -3,6 +3,7 @@
  * bombs, truncated and corrupt input, checksums and trailing data.
  */
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -754,6 +755,68 @@ test_null(void)
 }
 
 
+/* What the thread below saw, and in which order its exit functions ran. */
+static char  exit_order[AVS_THREAD_EXIT_MAX + 1];
+static int   exit_refused, exit_inflated;
+
+
+static void
+exit_mark(void *arg)
+{
+    size_t  n;
+
+    n = strlen(exit_order);
+    exit_order[n] = *(const char *) arg;
+}
+
+
+static void *
+exit_thread(void *unused)
+{
+    static const char  names[] = "abcd";
+    avs_buf_t          plain, packed;
+    avs_err_t          err;
+    int                i;
+
+    memset(&plain, 0, sizeof(plain));
+    memset(&packed, 0, sizeof(packed));
+
+    /* the thread's decompressor takes one of the slots */
+    avs_codec_compress(AVS_CODEC_DEFLATE, 1, (const uint8_t *) "abc", 3,
+                       &packed, &err);
+    exit_inflated = avs_codec_decompress(AVS_CODEC_DEFLATE, packed.data,
+                                         packed.len, 100, &plain, &err)
+                    == AVS_OK;
+
+    for (i = 0; i < AVS_THREAD_EXIT_MAX - 1; i++) {
+        avs_at_thread_exit(exit_mark, (void *) &names[i]);
+    }
+
+    exit_refused = avs_at_thread_exit(exit_mark, (void *) &names[3])
+                   == AVS_ENOMEM;
+
+    avs_buf_free(&plain);
+    avs_buf_free(&packed);
+
+    return NULL;
+}
+
+
+/* A thread's exit functions run when it ends, the last registered first,
+ * and no more than AVS_THREAD_EXIT_MAX are taken. */
+static void
+test_thread_exit(void)
+{
+    pthread_t  th;
+
+    ok(pthread_create(&th, NULL, exit_thread, NULL) == 0
+       && pthread_join(th, NULL) == 0, "a thread ran");
+    ok(exit_inflated, "it inflated a block");
+    is_str(exit_order, "cba", "its exit functions ran, last first");
+    ok(exit_refused, "one past the limit: AVS_ENOMEM");
+}
+
+
 int
 main(void)
 {
@@ -766,6 +829,7 @@ main(void)
     test_deflate_corrupt();
     test_snappy_corrupt();
     test_zstd();
+    test_thread_exit();
 
     return done_testing();
 }
