@@ -412,7 +412,8 @@ sub run {
         }
         my $port_ok = !%{ $self->{ports} } || IO::Socket::INET->new(
             PeerAddr => '127.0.0.1', PeerPort => $self->port(1), Proto => 'tcp', Timeout => 1);
-        if ($port_ok && $self->worker_pids) {
+        # every worker: a child shows the master's title until it is set up
+        if ($port_ok && $self->worker_pids >= $self->_worker_count) {
             $ready = 1;
             last;
         }
@@ -423,6 +424,16 @@ sub run {
 }
 
 sub master_pid { $_[0]{master} }
+
+# worker_processes of the conf (nginx's default is 1; "auto" is the cores)
+sub _worker_count {
+    my ($self) = @_;
+    my ($n) = $self->{conf} =~ /^\s*worker_processes\s+(\w+)\s*;/m;
+    return 1 if !defined $n;
+    return $n if $n =~ /^\d+$/;
+    my $cpus = () = _slurp('/proc/cpuinfo') =~ /^processor\s*:/mg;
+    return $cpus || 1;
+}
 
 sub worker_pids {
     my ($self) = @_;
@@ -452,7 +463,8 @@ sub reload {
         my @now = $self->worker_pids;
         my @new = grep { !$old{$_} } @now;
         my @left = grep { alive($_) } keys %old;
-        return $self if @new && (!@left || !($o{wait_old} // 1));
+        return $self if @new >= $self->_worker_count
+            && (!@left || !($o{wait_old} // 1));
         sleep 0.05;
     }
     die "reload: new workers not up / old workers not gone in time:\n"
