@@ -17,40 +17,8 @@ use AvroTest::Nginx;
 plan skip_all => 'mounting tmpfs needs root' if $> != 0;
 
 my $t = AvroTest::Nginx->new(sqlite_file => 'var/hot/hot.db');
-my %mounted;
-
-# a tmpfs of $size at $dir, owned by the workers' user
-sub mount_small {
-    my ($dir, $size) = @_;
-    $t->mkdir($dir);
-    my $r = AvroTest::Nginx::run_cmd('mount', '-t', 'tmpfs', '-o',
-        "size=$size,mode=0777", 'tmpfs', $t->path($dir));
-    return 0 if $r->{exit} != 0;
-    $mounted{ $t->path($dir) } = 1;
-    return 1;
-}
-
-END {
-    $t->stop if $t;
-    AvroTest::Nginx::run_cmd('umount', '-l', $_) for keys %mounted;
-}
-
-mount_small('var/hot', '4m') && mount_small('var/cold', '1m')
+$t->mount_tmpfs('var/hot', '4m') && $t->mount_tmpfs('var/cold', '1m')
     or plan skip_all => 'cannot mount tmpfs here';
-
-# Fills the disk of $dir but for $room bytes with a ballast file, which
-# is returned, to be removed later.
-sub fill {
-    my ($dir, $room) = @_;
-    my $df = AvroTest::Nginx::run_cmd('df', '-B1', '--output=avail',
-        $t->path($dir));
-    my ($avail) = $df->{out} =~ /(\d+)\s*$/;
-    my $path = $t->path("$dir/ballast");
-    open my $fh, '>:raw', $path or die "$path: $!";
-    print $fh "\0" x ($avail - $room);
-    close $fh or die "$path: $!";
-    return $path;
-}
 
 $t->archive_conf(workers => 2, cold => 'file:%%PREFIX%%/var/cold',
     archive => 'interval=1h node=df',
@@ -71,7 +39,7 @@ sub upload {
 subtest 'the hot store disk fills up' => sub {
     my @w0 = sort $t->worker_pids;
     is upload(20)->{status}, 201, 'an upload while there is room';
-    my $ballast = fill('var/hot', 256 * 1024);
+    my $ballast = $t->fill_disk('var/hot', 256 * 1024);
 
     my ($accepted, $r) = (1);
     for (1 .. 200) {
@@ -104,7 +72,7 @@ subtest 'the hot store disk fills up' => sub {
 
 subtest 'the cold store disk fills up' => sub {
     my $rows = $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n};
-    my $ballast = fill('var/cold', 8 * 1024);
+    my $ballast = $t->fill_disk('var/cold', 8 * 1024);
     my $r = $t->post('/archive', 'application/json', '');
     is $r->{status}, 503, 'a cycle into a full disk: 503' or diag $r->{content};
     like $r->{json}{message}, qr/space|full/i, "says so: $r->{json}{message}";
@@ -138,7 +106,7 @@ subtest 'the cold store disk fills up' => sub {
 
 subtest 'the hot store disk fills up during a cycle' => sub {
     is upload(20)->{status}, 201, "upload $_" for 1 .. 3;
-    my $ballast = fill('var/hot', 0);
+    my $ballast = $t->fill_disk('var/hot', 0);
     my $r = $t->post('/archive', 'application/json', '');
     is $r->{status}, 503, 'the commit cannot be written: 503'
         or diag $r->{content};

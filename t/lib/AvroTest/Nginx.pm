@@ -66,7 +66,8 @@ package AvroTest::Nginx;
 #   lines with locations => [...] (in the server), http => [...] (in http).
 #
 # run()       starts nginx -p PREFIX/ -c PREFIX/nginx.conf -e PREFIX/logs/error.log,
-#             waits (10 s) for the first port to accept and a worker to exist;
+#             waits (10 s) for the first port to accept and every worker of
+#             worker_processes to exist;
 #             dies with the error log if it fails.  A port taken meanwhile by
 #             someone else is detected and the ports are re-picked (3 tries).
 # stop()      QUIT, wait 10 s; then TERM, 5 s; then KILL.  Also run at END.
@@ -96,6 +97,12 @@ package AvroTest::Nginx;
 #
 # prefix(), path($rel), port($n = 1), url($path, $n = 1), mkdir($rel) (owned
 # by the worker user)
+#
+# mount_tmpfs($rel, $size)  a tmpfs of $size (mount's size=, "4m") at
+#     PREFIX/$rel, writable by the workers; false when it cannot be mounted
+#     (not root, no CAP_SYS_ADMIN).  Unmounted when the instance goes away.
+# fill_disk($rel, $room)  fills the filesystem of PREFIX/$rel but for $room
+#     bytes with a ballast file, and returns its path (unlink it to free)
 #
 # slurp($file)  exported: a file's bytes, undef when it cannot be opened
 #
@@ -206,6 +213,32 @@ sub mkdir {
     make_path($dir);
     $self->_chown_worker($dir);
     return $dir;
+}
+
+sub mount_tmpfs {
+    my ($self, $rel, $size) = @_;
+    my $dir = $self->mkdir($rel);
+    my $r = run_cmd('mount', '-t', 'tmpfs', '-o', "size=$size,mode=0777",
+        'tmpfs', $dir);
+    return 0 if $r->{exit} != 0;
+    push @{ $self->{mounts} }, $dir;
+    return 1;
+}
+
+sub fill_disk {
+    my ($self, $rel, $room) = @_;
+    my $df = run_cmd('df', '-B1', '--output=avail', $self->path($rel));
+    my ($avail) = $df->{out} =~ /(\d+)\s*$/ or die "df: $df->{err}\n";
+    my $path = $self->path("$rel/ballast");
+    open my $fh, '>:raw', $path or die "$path: $!\n";
+    my $left = $avail > $room ? $avail - $room : 0;
+    while ($left > 0) {
+        my $n = $left < 1 << 20 ? $left : 1 << 20;
+        print $fh "\0" x $n or die "$path: $!\n";
+        $left -= $n;
+    }
+    close $fh or die "$path: $!\n";
+    return $path;
 }
 
 # --- configuration ----------------------------------------------------------
@@ -632,6 +665,7 @@ sub _release {
     $self->{released} = 1;
     local ($?, $!, $@);
     eval { $self->stop };
+    run_cmd('umount', '-l', $_) for reverse @{ $self->{mounts} // [] };
     push @PENDING, [$self->{prefix}, [$self->check_log_clean], $self->log_excerpt(0, 20)];
 }
 
