@@ -124,9 +124,18 @@ $(SAN_MODULE): $(SAN_BUILD)/nginx/Makefile $(MODULE_DEPS)
 
 module-san: $(SAN_MODULE)
 
+# A failing file is run again, alone and verbose, and its failed checks
+# with their diagnostics come last, so that the end of the output (all a
+# CI log may keep) says which check failed and why.
 test: deps
 	$(MAKE) all unit-san module-san
-	prove -j2 $(UNIT_BIN) $(SAN_BIN) $(sort $(wildcard t/*.t))
+	prove -j2 --state=save $(UNIT_BIN) $(SAN_BIN) $(sort $(wildcard t/*.t)) \
+	    || { echo "--- the failed files again, verbose:"; \
+	         prove -v --merge --state=failed 2>&1 | tee $(BUILD)/retest.log; \
+	         echo "--- the failed checks (first run above, second here):"; \
+	         grep -A6 '^ *not ok' $(BUILD)/retest.log | cut -c1-240 \
+	             | tail -60; \
+	         exit 1; }
 
 # A local trial: as root the workers run as root too, so that a checkout
 # under /root works; production configurations name their own user.
@@ -169,4 +178,4 @@ bench: deps
 	bash bench/read.sh
 
 clean:
-	rm -rf $(BUILD) t/tmp
+	rm -rf $(BUILD) t/tmp .prove
