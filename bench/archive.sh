@@ -20,6 +20,10 @@
 # it alone on the machine:
 #
 #   flock /tmp/avro-bench.lock bash bench/archive.sh
+#
+# BENCH_PERF=/tmp/p also records each cycle's workers with perf (call
+# graphs; BENCH_PERF_CALLS="--call-graph dwarf" for SQLite's and nginx's
+# frames) into /tmp/p.file, /tmp/p.s3, /tmp/p.s3tls (the last round's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -105,6 +109,16 @@ cpu_secs() {
     [ -n "$1" ] && awk '{printf "%.2f\n", ($14 + $15) / 100}' /proc/$1/stat \
         || echo 0
 }
+# CPU seconds of the workers of nginx so far
+workers_cpu_secs() {
+    local sum=0 p
+    for p in $(pgrep -P "$(cat $dir/nginx.pid)"); do
+        sum=$(echo "$sum + $(cpu_secs $p)" | bc -l)
+    done
+    echo $sum
+}
+# CPU seconds of this shell's finished children (the copies' curl)
+children_cpu_secs() { awk '{printf "%.2f\n", ($16 + $17) / 100}' /proc/$$/stat; }
 # jiffies of the whole machine: busy, iowait, steal, total (/proc/stat)
 machine_jiffies() {
     awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $6, $9,
@@ -129,13 +143,25 @@ cycle() {
     rss0=$(rss)
     sample_rss $dir/peak $(pgrep -P "$(cat $dir/nginx.pid)")
     sampler=$!
+    if [ -n "${BENCH_PERF:-}" ]; then
+        perf record -q -F 999 ${BENCH_PERF_CALLS:--g} -o "$BENCH_PERF.$1" \
+            -p "$(pgrep -P "$(cat $dir/nginx.pid)" | paste -sd,)" &
+        perfpid=$!
+        sleep 0.5
+    fi
     start=$(date +%s.%N)
     s3cpu0=$(cpu_secs "$srvpid")
+    wcpu0=$(workers_cpu_secs)
     j0=$(machine_jiffies)
     summary=$(curl -s -X POST http://127.0.0.1:$PORT/archive)
     cycle_machine=$(machine_since "$j0")
     s3cpu=$(echo "$(cpu_secs "$srvpid") - $s3cpu0" | bc -l)
+    wcpu=$(echo "$(workers_cpu_secs) - $wcpu0" | bc -l)
     end=$(date +%s.%N)
+    if [ -n "${BENCH_PERF:-}" ]; then
+        kill -INT $perfpid
+        wait $perfpid || true
+    fi
     kill $sampler
     wait $sampler 2> /dev/null || true
     peak=$(cat $dir/peak)
@@ -281,10 +307,12 @@ copy_s3_side() {
     local c0 j0 side=${1:-s3}
     sync
     c0=$(cpu_secs "$srvpid")
+    k0=$(children_cpu_secs)
     j0=$(machine_jiffies)
     timed put_files $side
     copy_machine=$(machine_since "$j0")
     copy_s3cpu=$(echo "$(cpu_secs "$srvpid") - $c0" | bc -l)
+    copy_curlcpu=$(echo "$(children_cpu_secs) - $k0" | bc -l)
 }
 
 copy_s3tls_side() { copy_s3_side s3tls; }
@@ -310,6 +338,7 @@ side() {
     echo "$1 round $3: the machine during the cycle: $cycle_machine; during the copy: $copy_machine"
     if [ -n "$srvpid" ]; then
         echo "$1 round $3: s3rver's CPU: $s3cpu s during the cycle, $copy_s3cpu s during curl's copy"
+        echo "$1 round $3: the sender's CPU: the workers $wcpu s during the cycle, curl $copy_curlcpu s during the copy"
     fi
     result $1 $3
 }
