@@ -179,7 +179,7 @@ subtest 'names' => sub {
     is $rows->[0]{n}, 0, 'none stored';
 
     # a set avro_dataset whose value is empty is a 400, not the client's pick
-    my $before = $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n};
+    my $before = $t->hot_rows;
     $r = upload('/user?dataset_id=victim&table=own_ship', $f);
     is $r->{status}, 400, 'empty avro_dataset: 400';
     like $r->{json}{message}, qr/^dataset_id: empty/, 'says the dataset is empty';
@@ -187,7 +187,7 @@ subtest 'names' => sub {
         dataset_id => 'victim', table_name => 'own_ship',
         avro_base64 => MIME::Base64::encode_base64(slurp($f), '') }));
     is $r->{status}, 400, 'nor from the envelope';
-    is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, $before,
+    is $t->hot_rows, $before,
         'nothing stored';
     $r = upload('/user?dataset_id=victim&table=own_ship', $f,
         headers => { 'X-User' => 'alice' });
@@ -251,7 +251,7 @@ subtest 'methods, types, sizes' => sub {
 
 subtest 'hostile files' => sub {
     my $m = $t->hostile;
-    my $before = $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n};
+    my $before = $t->hot_rows;
     for my $c (@{ $m->{cases} }) {
         my $r = upload("/upload?dataset_id=h&table=$m->{control}{table}", $c->{path});
         is $r->{status}, $c->{status}, "$c->{name}: $c->{status}"
@@ -259,7 +259,7 @@ subtest 'hostile files' => sub {
         ok $r->{json} && $r->{json}{message}, "$c->{name}: JSON reason: "
             . ($r->{json} ? $r->{json}{message} : '-');
     }
-    is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, $before,
+    is $t->hot_rows, $before,
         'none stored';
     my $r = upload("/upload?dataset_id=h&table=$m->{control}{table}", $m->{control}{path});
     is $r->{status}, 201, 'the valid control file: 201';

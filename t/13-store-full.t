@@ -42,7 +42,7 @@ is $r->{json}{error}, 'full', 'JSON: full';
 like $r->{json}{message}, qr/hot store full: \d+ of 1048576 bytes in use/,
     'says how full';
 ok $r->{headers}{'retry-after'}, 'with Retry-After';
-is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, $accepted,
+is $t->hot_rows, $accepted,
     'nothing of the refused upload stored';
 
 $r = $t->post('/upload?dataset_id=s&table=own_ship', 'application/avro', $small);

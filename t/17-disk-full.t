@@ -63,7 +63,7 @@ subtest 'the hot store disk fills up' => sub {
     for (1 .. 5) {
         $accepted++ if upload(20)->{status} == 201;
     }
-    is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, $accepted,
+    is $t->hot_rows, $accepted,
         "every acknowledged upload stored ($accepted), none of the refused";
     is $t->sqlite('PRAGMA integrity_check')->[0]{integrity_check}, 'ok',
         'integrity_check';
@@ -71,12 +71,12 @@ subtest 'the hot store disk fills up' => sub {
 };
 
 subtest 'the cold store disk fills up' => sub {
-    my $rows = $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n};
+    my $rows = $t->hot_rows;
     my $ballast = $t->fill_disk('var/cold', 8 * 1024);
     my $r = $t->post('/archive', 'application/json', '');
     is $r->{status}, 503, 'a cycle into a full disk: 503' or diag $r->{content};
     like $r->{json}{message}, qr/space|full/i, "says so: $r->{json}{message}";
-    is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, $rows,
+    is $t->hot_rows, $rows,
         'the rows stay hot';
     my @tmp = `find @{[$t->path('var/cold')]} -name '*.tmp'`;
     is scalar @tmp, 0, 'the partial file is removed, its space given back'
@@ -88,7 +88,7 @@ subtest 'the cold store disk fills up' => sub {
     $r = $t->post('/archive', 'application/json', '');
     is $r->{status}, 200, 'room made: the cycle succeeds' or diag $r->{content};
     is $r->{json}{uploads}, $rows, "every hot upload archived ($rows)";
-    is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0,
+    is $t->hot_rows, 0,
         'no hot row left';
     is $t->sqlite('SELECT count(DISTINCT dataset_id) AS n FROM block_indexes')
         ->[0]{n}, $rows, 'each upload indexed once';
@@ -111,7 +111,7 @@ subtest 'the hot store disk fills up during a cycle' => sub {
     is $r->{status}, 503, 'the commit cannot be written: 503'
         or diag $r->{content};
     like $r->{json}{message}, qr/full/i, "says so: $r->{json}{message}";
-    is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 3,
+    is $t->hot_rows, 3,
         'the rows stay hot';
     ok $t->error_log_matches(qr/avro archive cycle failed .*full/),
         'the error log has the failure (the status, kept in the same file, '
@@ -120,7 +120,7 @@ subtest 'the hot store disk fills up during a cycle' => sub {
     unlink $ballast;
     $r = $t->post('/archive', 'application/json', '');
     is $r->{status}, 200, 'space freed: the cycle succeeds' or diag $r->{content};
-    is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0,
+    is $t->hot_rows, 0,
         'no hot row left';
     is $t->sqlite('SELECT count(*) AS n FROM block_indexes WHERE dataset_id '
         . "IN ('u" . ($n - 2) . "', 'u" . ($n - 1) . "', 'u$n')")->[0]{n}, 3,

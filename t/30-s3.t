@@ -93,7 +93,7 @@ for my $round (1 .. 2) {
 my $r = $t->post('/archive', 'application/json', '');
 is $r->{status}, 200, 'archive to S3: 200' or diag $r->{content};
 is $r->{json}{records}, $records, "$records records archived";
-is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'no hot row left';
+is $t->hot_rows, 0, 'no hot row left';
 
 my $files = $t->sqlite('SELECT file_path, etag FROM archived_files');
 for my $f (@$files) {

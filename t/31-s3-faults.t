@@ -64,7 +64,7 @@ $r = $t->post('/archive', 'application/json', '');
 is $r->{status}, 200, 'store back: the cycle succeeds' or diag $r->{content};
 cmp_ok $r->{json}{recovered_jobs}, '>=', 1, 'the pending job was run again';
 
-is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'no hot row left';
+is $t->hot_rows, 0, 'no hot row left';
 my $idx = $t->sqlite('SELECT dataset_id AS d, count(*) AS n FROM block_indexes GROUP BY 1');
 is_deeply { map { $_->{d} => $_->{n} } @$idx }, { a => 1, b => 1, c => 1 },
     'each dataset indexed once';
@@ -115,7 +115,7 @@ is $r->{status}, 200, 'store back: the cycle succeeds' or diag $r->{content};
 is $r->{json}{failed_jobs}, 0, 'no failed job';
 is_deeply $t->get('/status')->{json}{archive}{failing_jobs}, [],
     'status lists no failing job';
-is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'no hot row left';
+is $t->hot_rows, 0, 'no hot row left';
 $idx = $t->sqlite("SELECT dataset_id AS d, count(*) AS n FROM block_indexes"
     . " WHERE dataset_id IN ('g1', 'g2', 'h1', 'h2') GROUP BY 1");
 is_deeply { map { $_->{d} => $_->{n} } @$idx }, { g1 => 1, g2 => 1, h1 => 1, h2 => 1 },

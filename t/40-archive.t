@@ -48,7 +48,7 @@ is $sum->{uploads}, $uploads, "summary: $uploads uploads";
 is $sum->{records}, $records, "summary: $records records";
 cmp_ok $sum->{files}, '>=', 3, "summary: $sum->{files} files";
 
-is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'no hot rows left';
+is $t->hot_rows, 0, 'no hot rows left';
 
 my $files = $t->sqlite('SELECT file_path, file_size FROM archived_files ORDER BY id');
 is scalar @$files, $sum->{files}, 'one archived_files row per file';

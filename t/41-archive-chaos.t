@@ -59,7 +59,7 @@ ok $kills >= 3, "$kills workers killed";
 my $left;
 for (1 .. 40) {
     sleep 0.5;
-    $left = $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n};
+    $left = $t->hot_rows;
     my $pending = $t->sqlite(q{SELECT count(*) AS n FROM archive_jobs
                                WHERE state <> 'done'})->[0]{n};
     last if $left == 0 && $pending == 0;

@@ -125,7 +125,7 @@ my @bad = grep { (-s $t->path("var/cold/$_->{file_path}") // -1) != $_->{file_si
                  || @{ $t->avro_dump($t->path("var/cold/$_->{file_path}")) }
                     != $_->{record_count} } @$files;
 is_deeply \@bad, [], scalar(@$files) . ' objects read back by python3-avro';
-is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'nothing hot left';
+is $t->hot_rows, 0, 'nothing hot left';
 is $t->sqlite('PRAGMA integrity_check')->[0]{integrity_check}, 'ok', 'integrity_check';
 my @alerts = grep { !/exited on signal 9/ } $t->check_log_clean;
 is_deeply \@alerts, [], 'no alert but the killed workers';

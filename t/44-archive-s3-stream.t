@@ -85,7 +85,7 @@ is_deeply \@wrong, [], scalar(@{ $t->sqlite('SELECT id FROM archived_files') })
     . ' objects: size, SHA-256, ETag = MD5, records read back by python3-avro';
 
 is_deeply [$ar->misindexed], [], $ar->records . ' uploads indexed once, all records';
-is $t->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n}, 0, 'nothing hot left';
+is $t->hot_rows, 0, 'nothing hot left';
 ok !(grep { /S3RVER/ } $t->error_log), 'no credentials in the error log';
 my @alerts = grep { !/exited on signal 9/ } $t->check_log_clean;
 is_deeply \@alerts, [], 'no alert but the killed worker';

@@ -94,6 +94,7 @@ package AvroTest::Nginx;
 # sqlite($sql, file => P, write => 1)  runs sqlite3 -json on the file (default:
 #     new(sqlite_file)); read-only unless write => 1; returns an arrayref of
 #     row hashes (rows of all statements, in order)
+# hot_rows()  the number of rows in buffer_logs of the default database
 #
 # prefix(), path($rel), port($n = 1), url($path, $n = 1), mkdir($rel) (owned
 # by the worker user)
@@ -213,6 +214,11 @@ sub mkdir {
     make_path($dir);
     $self->_chown_worker($dir);
     return $dir;
+}
+
+sub hot_rows {
+    my ($self) = @_;
+    return $self->sqlite('SELECT count(*) AS n FROM buffer_logs')->[0]{n};
 }
 
 sub mount_tmpfs {
