@@ -24,6 +24,8 @@
 # BENCH_PERF=/tmp/p also records each cycle's workers with perf (call
 # graphs; BENCH_PERF_CALLS="--call-graph dwarf" for SQLite's and nginx's
 # frames) into /tmp/p.file, /tmp/p.s3, /tmp/p.s3tls (the last round's).
+# BENCH_MODULE=/path/to/ngx_http_avro_module.so loads another build of
+# the module, to compare two builds in alternated runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh

@@ -2,11 +2,11 @@
 # repository root.
 
 # The top of a benchmark's nginx.conf, up to and inside "http {": the
-# module, 2 workers, files in $1, no access log.  The caller appends the
-# rest of the http block.
+# module (BENCH_MODULE, to compare builds), 2 workers, files in $1, no
+# access log.  The caller appends the rest of the http block.
 bench_conf_head() {
     cat <<CONF
-load_module $PWD/build/nginx/ngx_http_avro_module.so;
+load_module ${BENCH_MODULE:-$PWD/build/nginx/ngx_http_avro_module.so};
 worker_processes 2;
 user root;
 pid $1/nginx.pid;
