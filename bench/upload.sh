@@ -4,6 +4,8 @@
 # `return 204;` location of the same nginx, alternating, in the same run.
 # Prints both rates, the upload's p99 latency and the ratio, then checks
 # that every acknowledged upload is committed in the hot store.
+# BENCH_MODULE=/path/to/ngx_http_avro_module.so loads another build of
+# the module, to compare two builds in alternated runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
